@@ -1,0 +1,146 @@
+"""Fan-out: which namespaces get a copy, and the copies themselves. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from hooks.protocol import Namespace, ObjectMeta, Secret
+from mirrors import selectors
+from mirrors.api import Destination, LabelSelector
+from mirrors.names import (
+    CONTROLLER_UID_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MIRROR_ANNOTATION,
+    MIRROR_LABEL,
+    SOURCE_ANNOTATION,
+    label_value,
+)
+from mirrors.patterns import PatternSet, compile_patterns
+
+Child = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What every copy carries: the source's type and data, and where it came from."""
+
+    type: str
+    data: msgspec.Raw
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """The destination rules of a spec, compiled once (raises SpecError on a bad rule)."""
+
+    include: PatternSet
+    exclude: PatternSet
+    selector: LabelSelector | None
+
+    @classmethod
+    def of(cls, destination: Destination) -> Targets:
+        selector = destination.namespaceSelector
+        if selector is not None:
+            selectors.check_selector(selector, "spec.destination.namespaceSelector")
+        return cls(
+            include=compile_patterns(destination.namespaces, "spec.destination.namespaces"),
+            exclude=compile_patterns(
+                destination.excludeNamespaces, "spec.destination.excludeNamespaces"
+            ),
+            selector=selector,
+        )
+
+    def selects(self, namespace: Namespace) -> bool:
+        """Patterns and selector combine by AND; either alone suffices."""
+        name = namespace.metadata.name
+        if self.include and not self.include.matches(name):
+            return False
+        return self.selector is None or selectors.matches(self.selector, namespace.metadata.labels)
+
+
+@dataclass(slots=True)
+class Fanout:
+    children: list[Child] = field(default_factory=list)
+    synced: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+
+def child(mirror: ObjectMeta, namespace: str, name: str, payload: Payload) -> Child:
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, CONTROLLER_UID_LABEL: mirror.uid}
+    if (value := label_value(mirror.name)) is not None:
+        labels[MIRROR_LABEL] = value
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {MIRROR_ANNOTATION: mirror.name, SOURCE_ANNOTATION: payload.origin},
+        },
+        "type": payload.type,
+        "data": payload.data,
+    }
+
+
+def is_current(observed: Secret, payload: Payload) -> bool:
+    # The API server writes map keys sorted, so equal data is equal bytes.
+    return observed.type == payload.type and bytes(observed.data) == bytes(payload.data)
+
+
+def keep_observed(mirror: ObjectMeta, observed: Mapping[str, Secret]) -> list[Child]:
+    """The observed copies, unchanged: what an error answers so that nothing is deleted."""
+    return [
+        child(
+            mirror,
+            secret.metadata.namespace,
+            secret.metadata.name,
+            Payload(
+                secret.type, secret.data, secret.metadata.annotations.get(SOURCE_ANNOTATION, "")
+            ),
+        )
+        for _, secret in sorted(observed.items())
+    ]
+
+
+def plan(
+    *,
+    mirror: ObjectMeta,
+    name: str,
+    payload: Payload,
+    targets: Targets,
+    namespaces: Iterable[Namespace],
+    observed: Mapping[str, Secret],
+    existing: Mapping[str, Secret],
+    skip_namespace: str = "",
+) -> Fanout:
+    """One copy per selected namespace, except where a Secret we do not own has the name.
+
+    `observed` are our children, `existing` every Secret of that name (both keyed ns/name).
+    A terminating namespace gets nothing new (creating in it fails) and its copy goes with it.
+    """
+    out = Fanout()
+    for namespace in sorted(namespaces, key=lambda n: n.metadata.name):
+        ns = namespace.metadata.name
+        if ns == skip_namespace or namespace.terminating or not targets.selects(namespace):
+            continue
+        if targets.exclude.matches(ns):
+            out.excluded.append(ns)
+            continue
+        key = f"{ns}/{name}"
+        mine = observed.get(key)
+        if mine is None:
+            other = existing.get(key)
+            if other is not None and not other.metadata.owned_by(mirror.uid):
+                out.conflicts.append(ns)
+                continue
+        out.children.append(child(mirror, ns, name, payload))
+        (out.synced if mine is not None and is_current(mine, payload) else out.pending).append(ns)
+    return out

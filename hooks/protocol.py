@@ -1,0 +1,133 @@
+"""Metacontroller's v2 hook protocol for a CompositeController, as typed wire values.
+
+Requests carry whole objects (managedFields included, several MB for a thousand namespaces).
+The decoders declare only the fields the hooks read, so msgspec skips the rest without building
+Python objects, and Secret `data` stays raw JSON that is passed through to the children
+untouched: no base64 round trip, and a copy is byte-identical to its source.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import msgspec
+
+SECRETS = "Secret.v1"
+NAMESPACES = "Namespace.v1"
+EMPTY_DATA = msgspec.Raw(b"{}")
+
+
+class OwnerReference(msgspec.Struct, frozen=True):
+    uid: str = ""
+    controller: bool = False
+
+
+class ObjectMeta(msgspec.Struct, frozen=True):
+    name: str = ""
+    namespace: str = ""
+    uid: str = ""
+    generation: int = 0
+    resourceVersion: str = ""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    ownerReferences: tuple[OwnerReference, ...] = ()
+    deletionTimestamp: str | None = None
+
+    def owned_by(self, uid: str) -> bool:
+        return any(ref.uid == uid for ref in self.ownerReferences)
+
+
+class Secret(msgspec.Struct, frozen=True):
+    metadata: ObjectMeta
+    type: str = "Opaque"
+    data: msgspec.Raw = EMPTY_DATA
+
+
+class NamespaceStatus(msgspec.Struct, frozen=True):
+    phase: str = ""
+
+
+class Namespace(msgspec.Struct, frozen=True):
+    metadata: ObjectMeta
+    status: NamespaceStatus = NamespaceStatus()
+
+    @property
+    def terminating(self) -> bool:
+        return self.metadata.deletionTimestamp is not None or self.status.phase == "Terminating"
+
+
+class Parent(msgspec.Struct, frozen=True):
+    metadata: ObjectMeta
+    # Decoded separately so that a bad spec becomes an Error status, not a rejected request.
+    spec: msgspec.Raw = EMPTY_DATA
+    status: dict[str, Any] | None = None
+
+
+class Children(msgspec.Struct, frozen=True):
+    secrets: dict[str, Secret] = msgspec.field(name=SECRETS, default_factory=dict)
+
+
+class Related(msgspec.Struct, frozen=True):
+    namespaces: dict[str, Namespace] = msgspec.field(name=NAMESPACES, default_factory=dict)
+    secrets: dict[str, Secret] = msgspec.field(name=SECRETS, default_factory=dict)
+
+
+class CustomizeRequest(msgspec.Struct, frozen=True):
+    parent: Parent
+
+
+class SyncRequest(msgspec.Struct, frozen=True):
+    parent: Parent
+    children: Children = Children()
+    related: Related = Related()
+    finalizing: bool = False
+
+
+T = TypeVar("T")
+
+
+class RequestError(ValueError):
+    """The request is not a Metacontroller v2 hook request; the message says where."""
+
+
+_customize_decoder = msgspec.json.Decoder(CustomizeRequest)
+_sync_decoder = msgspec.json.Decoder(SyncRequest)
+_encoder = msgspec.json.Encoder()
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    # Decoding allocates ~10^5 objects, none cyclic; letting the collector trace them on the
+    # way costs a fifth of the time (measured in bench/).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    try:
+        with _no_gc():
+            return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise RequestError(f"not a Metacontroller v2 request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+
+
+def decode_customize(body: bytes) -> CustomizeRequest:
+    return _decode(_customize_decoder, body)
+
+
+def decode_sync(body: bytes) -> SyncRequest:
+    return _decode(_sync_decoder, body)
+
+
+def encode(response: dict[str, Any]) -> bytes:
+    return _encoder.encode(response)

@@ -1,0 +1,142 @@
+"""Sync and finalize: a SecretMirror and what Metacontroller observed in, desired state out.
+
+Every answer lists every child: Metacontroller deletes whatever is observed and not listed.
+So every path that cannot compute the desired copies (bad spec, missing source) answers with
+the observed copies unchanged; nothing is deleted because of an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hooks import fanout, status
+from hooks.protocol import ObjectMeta, SyncRequest
+from hooks.status import Outcome
+from mirrors import api
+
+Response = dict[str, Any]
+
+
+def _respond(
+    request: SyncRequest,
+    outcome: Outcome,
+    children: list[fanout.Child],
+    now: str,
+    resync_after: int,
+) -> Response:
+    return {
+        "status": status.build(outcome, request.parent.status, now),
+        "children": children,
+        "resyncAfterSeconds": resync_after,
+    }
+
+
+def _copies_message(fan: fanout.Fanout) -> tuple[str, str]:
+    parts = [f"synced to {len(fan.synced)} namespace(s)"]
+    if fan.pending:
+        parts.append(f"{len(fan.pending)} pending")
+    if fan.conflicts:
+        parts.append(
+            f"{len(fan.conflicts)} skipped: a Secret of the same name not managed by this mirror"
+        )
+    return ("Progressing" if fan.pending else "Synced"), ", ".join(parts)
+
+
+def _secret_to_namespaces(
+    request: SyncRequest, spec: api.MirrorSpec, targets: fanout.Targets, now: str
+) -> Response:
+    mirror = request.parent.metadata
+    name = api.source_name(spec, mirror.name)
+    source_ns = spec.source.namespace
+    source = request.related.secrets.get(f"{source_ns}/{name}")
+    if source is None:
+        outcome = Outcome(
+            "Pending", "SourceNotFound", f"secret {source_ns}/{name} not found, waiting to appear"
+        )
+        children = fanout.keep_observed(mirror, request.children.secrets)
+        return _respond(request, outcome, children, now, spec.pollPeriodSeconds)
+    payload = fanout.Payload(source.type, source.data, f"secret:{source_ns}/{name}")
+    fan = fanout.plan(
+        mirror=mirror,
+        name=name,
+        payload=payload,
+        targets=targets,
+        namespaces=request.related.namespaces.values(),
+        observed=request.children.secrets,
+        existing=request.related.secrets,
+        skip_namespace=source_ns,
+    )
+    reason, message = _copies_message(fan)
+    outcome = Outcome(
+        "Active",
+        reason,
+        message,
+        source={
+            "type": "secret",
+            "namespace": source_ns,
+            "name": name,
+            "resourceVersion": source.metadata.resourceVersion,
+        },
+        fanout=fan,
+    )
+    return _respond(request, outcome, fan.children, now, spec.pollPeriodSeconds)
+
+
+def _invalid(request: SyncRequest, error: api.SpecError, now: str) -> Response:
+    outcome = Outcome("Error", "InvalidSpec", str(error))
+    children = fanout.keep_observed(request.parent.metadata, request.children.secrets)
+    return _respond(request, outcome, children, now, api.DEFAULT_POLL_PERIOD_SECONDS)
+
+
+def _delete_policy(raw_spec: bytes) -> str:
+    """deletePolicy from a spec that failed validation, read leniently (default delete)."""
+    try:
+        policy = msgspec.json.decode(raw_spec).get("deletePolicy")
+    except (msgspec.DecodeError, AttributeError):
+        return "delete"
+    return "retain" if policy == "retain" else "delete"
+
+
+def _finalize(request: SyncRequest, policy: str, now: str) -> Response:
+    mirror: ObjectMeta = request.parent.metadata
+    observed = request.children.secrets
+    previous = request.parent.status or {}
+    phase: status.Phase = previous.get("mirrorStatus", "Pending")
+    if phase not in ("Pending", "Active", "Error"):
+        phase = "Pending"
+    if policy == "retain":
+        children = fanout.keep_observed(mirror, observed)
+        message = f"deletePolicy retain: keeping {len(children)} copies"
+        finalized = True
+    else:
+        children = []
+        message = f"deletePolicy delete: removing {len(observed)} copies"
+        finalized = not observed
+    outcome = Outcome(phase, "Deleting", message)
+    return {
+        "status": status.build(outcome, previous, now),
+        "children": children,
+        "finalized": finalized,
+    }
+
+
+def sync(request: SyncRequest, *, now: str, finalizing: bool = False) -> Response:
+    raw_spec = bytes(request.parent.spec)
+    try:
+        spec = api.decode_spec(raw_spec)
+        api.check_spec(spec)
+        targets = fanout.Targets.of(spec.destination)
+    except api.SpecError as error:
+        if finalizing or request.finalizing:
+            return _finalize(request, _delete_policy(raw_spec), now)
+        return _invalid(request, error, now)
+    if finalizing or request.finalizing:
+        return _finalize(request, spec.deletePolicy, now)
+    if spec.source.type == "secret" and spec.destination.type == "namespaces":
+        return _secret_to_namespaces(request, spec, targets, now)
+    # Vault sources and destinations: the sidecar's state Secret drives these (not yet built).
+    outcome = Outcome("Pending", "NotImplemented", "Vault mirrors are not supported yet")
+    children = fanout.keep_observed(request.parent.metadata, request.children.secrets)
+    return _respond(request, outcome, children, now, spec.pollPeriodSeconds)

@@ -1,0 +1,1 @@
+"""The Vault sidecar: the only process that talks to Vault (issue #3)."""
