@@ -72,40 +72,52 @@ class Fanout:
     excluded: list[str] = field(default_factory=list)
 
 
-def child(mirror: ObjectMeta, namespace: str, name: str, payload: Payload) -> Child:
-    labels = {MANAGED_BY_LABEL: MANAGED_BY, CONTROLLER_UID_LABEL: mirror.uid}
-    if (value := label_value(mirror.name)) is not None:
-        labels[MIRROR_LABEL] = value
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {MIRROR_ANNOTATION: mirror.name, SOURCE_ANNOTATION: payload.origin},
-        },
-        "type": payload.type,
-        "data": payload.data,
-    }
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One mirror's copy of one payload, ready to be placed in any namespace."""
+
+    name: str
+    payload: Payload
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    @classmethod
+    def of(cls, mirror: ObjectMeta, name: str, payload: Payload) -> Copy:
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, CONTROLLER_UID_LABEL: mirror.uid}
+        if (value := label_value(mirror.name)) is not None:
+            labels[MIRROR_LABEL] = value
+        annotations = {MIRROR_ANNOTATION: mirror.name, SOURCE_ANNOTATION: payload.origin}
+        return cls(name, payload, labels, annotations)
+
+    def into(self, namespace: str) -> Child:
+        # labels/annotations are shared between children: they are only ever encoded.
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.name,
+                "namespace": namespace,
+                "labels": self.labels,
+                "annotations": self.annotations,
+            },
+            "type": self.payload.type,
+            "data": self.payload.data,
+        }
 
 
 def is_current(observed: Secret, payload: Payload) -> bool:
     # The API server writes map keys sorted, so equal data is equal bytes.
-    return observed.type == payload.type and bytes(observed.data) == bytes(payload.data)
+    return observed.type == payload.type and observed.data == payload.data
 
 
 def keep_observed(mirror: ObjectMeta, observed: Mapping[str, Secret]) -> list[Child]:
     """The observed copies, unchanged: what an error answers so that nothing is deleted."""
     return [
-        child(
+        Copy.of(
             mirror,
-            secret.metadata.namespace,
             secret.metadata.name,
-            Payload(
-                secret.type, secret.data, secret.metadata.annotations.get(SOURCE_ANNOTATION, "")
-            ),
-        )
+            Payload(secret.type, secret.data, secret.metadata.annotation(SOURCE_ANNOTATION)),
+        ).into(secret.metadata.namespace)
         for _, secret in sorted(observed.items())
     ]
 
@@ -127,6 +139,7 @@ def plan(
     A terminating namespace gets nothing new (creating in it fails) and its copy goes with it.
     """
     out = Fanout()
+    copy = Copy.of(mirror, name, payload)
     for namespace in sorted(namespaces, key=lambda n: n.metadata.name):
         ns = namespace.metadata.name
         if ns == skip_namespace or namespace.terminating or not targets.selects(namespace):
@@ -141,6 +154,6 @@ def plan(
             if other is not None and not other.metadata.owned_by(mirror.uid):
                 out.conflicts.append(ns)
                 continue
-        out.children.append(child(mirror, ns, name, payload))
+        out.children.append(copy.into(ns))
         (out.synced if mine is not None and is_current(mine, payload) else out.pending).append(ns)
     return out

@@ -40,8 +40,24 @@ class ObjectMeta(msgspec.Struct, frozen=True):
         return any(ref.uid == uid for ref in self.ownerReferences)
 
 
+class SecretMeta(msgspec.Struct, frozen=True):
+    name: str = ""
+    namespace: str = ""
+    resourceVersion: str = ""
+    ownerReferences: tuple[OwnerReference, ...] = ()
+    # Raw: a child's annotations hold Metacontroller's last-applied copy of the whole object,
+    # data included; read only on the rare path that needs one.
+    annotations: msgspec.Raw = EMPTY_DATA
+
+    def owned_by(self, uid: str) -> bool:
+        return any(ref.uid == uid for ref in self.ownerReferences)
+
+    def annotation(self, key: str) -> str:
+        return msgspec.json.decode(self.annotations, type=dict[str, str]).get(key, "")
+
+
 class Secret(msgspec.Struct, frozen=True):
-    metadata: ObjectMeta
+    metadata: SecretMeta
     type: str = "Opaque"
     data: msgspec.Raw = EMPTY_DATA
 
