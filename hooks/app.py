@@ -36,7 +36,12 @@ def create_app(controller_namespace: str, clock: Callable[[], str] = utc_now) ->
             return _json(customize(bytes(request.parent.spec), parent.name, controller_namespace))
         sync_request = protocol.decode_sync(body)
         finalizing = hook == "finalize"
-        response = reconcile.sync(sync_request, now=clock(), finalizing=finalizing)
+        response = reconcile.sync(
+            sync_request,
+            now=clock(),
+            controller_namespace=controller_namespace,
+            finalizing=finalizing,
+        )
         name = sync_request.parent.metadata.name
         if response.get("finalized"):
             metrics.forget_mirror(name)

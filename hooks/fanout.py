@@ -157,3 +157,15 @@ def plan(
         out.children.append(copy.into(ns))
         (out.synced if mine is not None and is_current(mine, payload) else out.pending).append(ns)
     return out
+
+
+def summary(fan: Fanout) -> tuple[str, str]:
+    """The Ready reason and the status message for a fan-out."""
+    parts = [f"synced to {len(fan.synced)} namespace(s)"]
+    if fan.pending:
+        parts.append(f"{len(fan.pending)} pending")
+    if fan.conflicts:
+        parts.append(
+            f"{len(fan.conflicts)} skipped: a Secret of the same name not managed by this mirror"
+        )
+    return ("Progressing" if fan.pending else "Synced"), ", ".join(parts)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from hooks import fanout, status
+from hooks import fanout, status, vault
 from hooks.protocol import ObjectMeta, SyncRequest
 from hooks.status import Outcome
 from mirrors import api
@@ -31,17 +31,6 @@ def _respond(
         "children": children,
         "resyncAfterSeconds": resync_after,
     }
-
-
-def _copies_message(fan: fanout.Fanout) -> tuple[str, str]:
-    parts = [f"synced to {len(fan.synced)} namespace(s)"]
-    if fan.pending:
-        parts.append(f"{len(fan.pending)} pending")
-    if fan.conflicts:
-        parts.append(
-            f"{len(fan.conflicts)} skipped: a Secret of the same name not managed by this mirror"
-        )
-    return ("Progressing" if fan.pending else "Synced"), ", ".join(parts)
 
 
 def _secret_to_namespaces(
@@ -68,7 +57,7 @@ def _secret_to_namespaces(
         existing=request.related.secrets,
         skip_namespace=source_ns,
     )
-    reason, message = _copies_message(fan)
+    reason, message = fanout.summary(fan)
     outcome = Outcome(
         "Active",
         reason,
@@ -99,7 +88,7 @@ def _delete_policy(raw_spec: bytes) -> str:
     return "retain" if policy == "retain" else "delete"
 
 
-def _finalize(request: SyncRequest, policy: str, now: str) -> Response:
+def _finalize(request: SyncRequest, policy: str, now: str, released: bool = True) -> Response:
     mirror: ObjectMeta = request.parent.metadata
     observed = request.children.secrets
     previous = request.parent.status or {}
@@ -113,7 +102,9 @@ def _finalize(request: SyncRequest, policy: str, now: str) -> Response:
     else:
         children = []
         message = f"deletePolicy delete: removing {len(observed)} copies"
-        finalized = not observed
+        finalized = not observed and released
+        if not released:
+            message += "; waiting for the sidecar to revoke the Vault lease"
     outcome = Outcome(phase, "Deleting", message)
     return {
         "status": status.build(outcome, previous, now),
@@ -122,21 +113,27 @@ def _finalize(request: SyncRequest, policy: str, now: str) -> Response:
     }
 
 
-def sync(request: SyncRequest, *, now: str, finalizing: bool = False) -> Response:
+def sync(
+    request: SyncRequest, *, now: str, controller_namespace: str, finalizing: bool = False
+) -> Response:
     raw_spec = bytes(request.parent.spec)
+    finalizing = finalizing or request.finalizing
     try:
         spec = api.decode_spec(raw_spec)
         api.check_spec(spec)
         targets = fanout.Targets.of(spec.destination)
     except api.SpecError as error:
-        if finalizing or request.finalizing:
+        if finalizing:
             return _finalize(request, _delete_policy(raw_spec), now)
         return _invalid(request, error, now)
-    if finalizing or request.finalizing:
-        return _finalize(request, spec.deletePolicy, now)
-    if spec.source.type == "secret" and spec.destination.type == "namespaces":
+    pub = vault.published(request, controller_namespace) if api.involves_vault(spec) else None
+    if finalizing:
+        released = pub is None or vault.lease_released(spec, pub)
+        return _finalize(request, spec.deletePolicy, now, released)
+    if pub is None:
         return _secret_to_namespaces(request, spec, targets, now)
-    # Vault sources and destinations: the sidecar's state Secret drives these (not yet built).
-    outcome = Outcome("Pending", "NotImplemented", "Vault mirrors are not supported yet")
-    children = fanout.keep_observed(request.parent.metadata, request.children.secrets)
+    if spec.destination.type == "namespaces":
+        outcome, children = vault.to_namespaces(request, spec, targets, pub)
+    else:
+        outcome, children = vault.to_vault(request, spec, pub)
     return _respond(request, outcome, children, now, spec.pollPeriodSeconds)

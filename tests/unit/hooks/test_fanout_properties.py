@@ -24,7 +24,9 @@ EXCLUDES = st.lists(st.sampled_from(["project-a-1.*", "kube-system", ".*9"]), ma
 def run(body: dict[str, Any]) -> dict[str, Any]:
     encoded = msgspec.json.encode(body)
     result: dict[str, Any] = msgspec.json.decode(
-        protocol.encode(reconcile.sync(protocol.decode_sync(encoded), now=NOW))
+        protocol.encode(
+            reconcile.sync(protocol.decode_sync(encoded), now=NOW, controller_namespace="mirrors")
+        )
     )
     return result
 
