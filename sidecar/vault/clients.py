@@ -16,18 +16,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
 from sidecar.vault.errors import AUTH_FAILED, UNREACHABLE, VaultError, translate, vault_messages
@@ -106,6 +110,14 @@ def new_hvac_client(conn: Connection, token: str = "") -> hvac.Client:
     verify: bool | str
     if conn.insecure_skip_verify:
         verify = False
+        host = urlsplit(conn.addr).hostname or ""
+        log.warning("vault TLS verification disabled", extra={"addr": conn.addr})
+        # Asked for: do not warn on every request (only for this host).
+        warnings.filterwarnings(
+            "ignore",
+            message=f"Unverified HTTPS request is being made to host '{re.escape(host)}'",
+            category=InsecureRequestWarning,
+        )
     elif conn.ca_pem:
         verify = _ca_file(conn.ca_pem)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -20,10 +21,11 @@ from tests.support.openbao import OpenBao
 from tests.support.postgres import Postgres
 
 _counter = itertools.count(1)
+_run = secrets.token_hex(2)
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}{os.getpid() % 1000}x{next(_counter)}"
+    return f"{prefix}{_run}x{next(_counter)}"
 
 
 def now() -> datetime:
