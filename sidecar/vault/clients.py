@@ -41,7 +41,7 @@ log = logging.getLogger("mirrors.sidecar.vault")
 Method = Literal["token", "approle", "kubernetes"]
 
 #: Statuses retried (with backoff) by the HTTP layer: Vault's "try again" answers.
-RETRY_STATUSES = (412, 429, 500, 502, 503, 504)
+RETRY_STATUSES = (412, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def new_hvac_client(conn: Connection, token: str = "") -> hvac.Client:
         status_forcelist=RETRY_STATUSES,
         allowed_methods=None,  # Vault reads, writes and logins are all safe to repeat
         raise_on_status=False,  # the last answer goes back to hvac, which raises on it
-        respect_retry_after_header=True,
+        respect_retry_after_header=False,  # keep the worst case bounded by our backoff
     )
     adapter = HTTPAdapter(max_retries=retry)
     verify: bool | str
