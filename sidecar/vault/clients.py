@@ -361,7 +361,9 @@ class Clients:
             if login_method:
                 self._authenticate(conn, entry)
                 return
-            raise VaultError(AUTH_FAILED, f"token auth at {conn.addr}: {err.message}") from None
+            # A static token we cannot renew still works until its TTL ends: stop trying.
+            entry.renewable = False
+            return
         auth = answer.get("auth") if isinstance(answer, dict) else None
         ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
         renewable = bool(auth.get("renewable")) if isinstance(auth, dict) else False
