@@ -114,7 +114,8 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         meta = lease.get("metadata") or {}
         holder = spec.get("holderIdentity") or ""
-        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+        # Any write moves the resourceVersion: a renewal is seen even if clocks stand still.
+        record = (holder, spec.get("renewTime"), meta.get("resourceVersion"))
         if record != self._observed:
             self._observed, self._observed_at = record, now
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)

@@ -143,8 +143,9 @@ class Reconciler:
             return
         if (event := plan.status_event(previous_reason, mirror)) is not None:
             self._emit(mirror, event, self.clock())
-        self._maintain_finalizers(mirror)
         if self.synced.is_set() and not self._resume.is_set():
+            # Before the first sync, or while a new term starts, `resume` covers every mirror.
+            self._maintain_finalizers(mirror)
             self._consider(mirror, self.clock())
 
     def forget(self, obj: dict[str, Any]) -> None:

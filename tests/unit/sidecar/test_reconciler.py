@@ -1,0 +1,258 @@
+"""The reconciler wired to in-memory Kubernetes and Vault fakes."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mirrors import names, state
+from sidecar.act import Executor
+from sidecar.events import Recorder
+from sidecar.reconciler import Reconciler, Settings
+from sidecar.state_store import StateStore
+from tests.unit.sidecar.fakes import FakeKube, FakeVault, mirror_obj, vault_source
+
+NS = "mirrors"
+
+
+class World:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+        self.kube = FakeKube()
+        self.kube.objects[("Secret", "default", "approle")] = {
+            "metadata": {"name": "approle", "namespace": "default"},
+            "data": {"role-id": "cg==", "secret-id": "cw=="},
+        }
+        self.vault = FakeVault()
+        self.leading = True
+        self.r = Reconciler(
+            self.kube,
+            Executor(self.vault, _Reader(self.kube), service_account_token=lambda: ""),
+            StateStore(self.kube, NS),
+            Recorder(self.kube, "test", timedelta(minutes=10)),
+            Settings(controller_namespace=NS, workers=2, startup_spread_seconds=0),
+            leading=lambda: self.leading,
+            clock=lambda: self.now,
+            rng=random.Random(1),
+        )
+
+    def state(self, mirror: str) -> state.MirrorState | None:
+        body = self.kube.objects.get(("Secret", NS, names.state_secret_name(mirror)))
+        return (
+            state.decode(body["metadata"]["annotations"][state.STATE_ANNOTATION]) if body else None
+        )
+
+    def reasons(self) -> list[str]:
+        return [e["reason"] for e in self.kube.events()]
+
+    def start(self) -> None:
+        self.r.relist()
+        self.r.resume()
+
+    def run_due(self) -> list[str]:
+        due = self.r.schedule.pop_due(self.now)
+        for name in due:
+            self.r.act(name)
+        return due
+
+
+class _Reader:
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        import base64
+
+        body = self.kube.read_secret(namespace, name)
+        if body is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (body.get("data") or {}).items()}
+
+
+def test_a_vault_mirror_is_read_published_and_polled_with_jitter() -> None:
+    w = World()
+    w.vault.kv["secret/data/app"] = {"password": b"test"}
+    w.kube.mirror_items = [mirror_obj("app", vault_source(pollPeriodSeconds=100))]
+    w.start()
+    assert w.run_due() == ["app"]
+    st = w.state("app")
+    assert st is not None
+    assert st.generation == 1
+    assert st.source is not None
+    assert st.error is None
+    body = w.kube.objects[("Secret", NS, "mirror-state-app")]
+    assert body["data"] == {"password": "dGVzdA=="}
+    due = w.r.schedule.due_at("app")
+    assert due is not None
+    assert timedelta(seconds=90) <= due - w.now <= timedelta(seconds=110)
+    writes = len(w.kube.writes)
+    w.now = due
+    assert w.run_due() == ["app"]
+    assert len(w.kube.writes) == writes  # nothing changed: no write
+
+
+def test_a_spec_change_is_acted_on_at_once() -> None:
+    w = World()
+    w.vault.kv["secret/data/app"] = {"k": b"1"}
+    w.vault.kv["secret/data/other"] = {"k": b"2"}
+    w.kube.mirror_items = [mirror_obj("app", vault_source())]
+    w.start()
+    w.run_due()
+    w.r.observe(mirror_obj("app", vault_source("secret/data/other"), generation=2))
+    assert w.r.schedule.due_at("app") == w.now
+    w.run_due()
+    st = w.state("app")
+    assert st is not None
+    assert st.generation == 2
+    assert st.source is not None
+    assert st.source.path == "secret/data/other"
+
+
+def test_errors_are_recorded_with_an_event_and_retried() -> None:
+    w = World()
+    w.kube.mirror_items = [mirror_obj("app", vault_source("secret/data/missing"))]
+    w.start()
+    w.run_due()
+    st = w.state("app")
+    assert st is not None
+    assert st.error is not None
+    assert st.error.reason == "VaultNotFound"
+    assert w.reasons() == ["VaultError"]
+    assert w.r.schedule.due_at("app") is not None
+
+
+def test_an_unexpected_exception_does_not_stop_the_loop() -> None:
+    w = World()
+    w.kube.mirror_items = [
+        mirror_obj("a", vault_source()),
+        mirror_obj("b", vault_source("secret/data/b")),
+    ]
+    w.vault.kv["secret/data/b"] = {"k": b"v"}
+
+    def boom(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("bug")
+
+    original = w.vault.read_source
+    w.vault.read_source = lambda conn, creds, path, *a, **kw: (  # type: ignore[method-assign]
+        boom() if path == "secret/data/app" else original(conn, creds, path, *a, **kw)
+    )
+    w.start()
+    w.run_due()
+    a, b = w.state("a"), w.state("b")
+    assert a is not None
+    assert a.error is not None
+    assert a.error.reason == "SidecarError"
+    assert b is not None
+    assert b.error is None
+
+
+def test_retain_gets_the_orphan_finalizer_for_every_mirror_and_delete_loses_it() -> None:
+    w = World()
+    plain = {"destination": {"namespaces": ["a"]}}
+    w.kube.mirror_items = [
+        mirror_obj("keep", {**plain, "deletePolicy": "retain"}, finalizers=("mc",))
+    ]
+    w.start()
+    assert w.kube.finalizer_patches == [("keep", ["mc", "orphan"])]
+    w.r.observe(mirror_obj("keep", plain, finalizers=("mc", "orphan"), generation=2))
+    assert w.kube.finalizer_patches[-1] == ("keep", ["mc"])
+
+
+def test_status_transitions_become_events_only_after_first_sight() -> None:
+    w = World()
+    plain = {"destination": {"namespaces": ["a"]}}
+    w.kube.mirror_items = [mirror_obj("m", plain, ready=("Synced", "ok"))]
+    w.start()
+    assert w.reasons() == []  # a restart does not repeat old news
+    w.r.observe(
+        mirror_obj(
+            "m",
+            plain,
+            ready=("SourceNotFound", "secret default/mysecret not found, waiting to appear"),
+        )
+    )
+    w.r.observe(mirror_obj("m", plain, ready=("Synced", "synced to 2 namespace(s)")))
+    assert w.reasons() == ["NoSecret", "Active"]
+    assert w.kube.events()[0]["message"] == "secret default/mysecret not found, waiting to appear"
+
+
+def test_followers_watch_but_never_write() -> None:
+    w = World()
+    w.leading = False
+    plain = {"destination": {"namespaces": ["a"]}, "deletePolicy": "retain"}
+    w.kube.mirror_items = [mirror_obj("m", plain, ready=("Synced", "ok"))]
+    w.r.relist()
+    w.r.observe(mirror_obj("m", plain, ready=("SourceNotFound", "x")))
+    assert w.r.synced.is_set()
+    assert w.kube.writes == []
+    assert w.kube.finalizer_patches == []
+    assert w.r.act("m") is None
+
+
+@pytest.mark.parametrize(("policy", "revoked"), [("delete", True), ("retain", False)])
+def test_deletion_revokes_per_policy_and_cleans_up(policy: str, revoked: bool) -> None:
+    w = World()
+    w.vault.dynamic["database/creds/app"] = 3600
+    spec = vault_source("database/creds/app", deletePolicy=policy)
+    w.kube.mirror_items = [mirror_obj("db", spec)]
+    w.start()
+    w.run_due()
+    w.r.observe(mirror_obj("db", spec, deleting=True))
+    w.run_due()
+    st = w.state("db")
+    assert st is not None
+    assert st.finalized
+    assert st.revoked is revoked
+    assert len(w.vault.revoked) == int(revoked)
+    assert w.r.schedule.due_at("db") is None
+    # With retain the GC orphans the state Secret; the sidecar deletes it when the mirror goes.
+    w.kube.objects[("Secret", NS, "mirror-state-db")]["metadata"]["ownerReferences"] = []
+    w.r.forget(mirror_obj("db", spec))
+    assert ("Secret", NS, "mirror-state-db") not in w.kube.objects
+
+
+def test_resume_removes_orphaned_state_of_mirrors_that_are_gone() -> None:
+    w = World()
+    store = StateStore(w.kube, NS)
+    store.put("gone", "old-uid", state.MirrorState(generation=1), {})
+    w.kube.objects[("Secret", NS, "mirror-state-gone")]["metadata"]["ownerReferences"] = []
+    store.put("owned", "other-uid", state.MirrorState(generation=1), {})  # the GC's business
+    w.start()
+    assert ("Secret", NS, "mirror-state-gone") not in w.kube.objects
+    assert ("Secret", NS, "mirror-state-owned") in w.kube.objects
+
+
+def test_a_namespace_mirror_that_was_a_vault_mirror_loses_its_state() -> None:
+    w = World()
+    w.vault.kv["secret/data/app"] = {"k": b"v"}
+    w.kube.mirror_items = [mirror_obj("m", vault_source())]
+    w.start()
+    w.run_due()
+    w.r.observe(mirror_obj("m", {"destination": {"namespaces": ["a"]}}, generation=2))
+    w.run_due()
+    assert w.state("m") is None
+
+
+def test_the_dispatcher_threads_act_on_their_own() -> None:
+    w = World()
+    w.vault.kv["secret/data/app"] = {"k": b"v"}
+    w.kube.mirror_items = [mirror_obj("app", vault_source())]
+    r = w.r
+    r.clock = lambda: datetime.now(UTC)
+    stop = threading.Event()
+    thread = threading.Thread(target=r.run_dispatcher, args=(stop,), daemon=True)
+    r.relist()
+    r.on_started_leading()
+    thread.start()
+    deadline = time.monotonic() + 5
+    while w.state("app") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    r.schedule.wake()
+    thread.join(5)
+    assert w.state("app") is not None
+    assert not thread.is_alive()
