@@ -34,3 +34,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Scenario 1 on a local control plane (built on first use), left running; see hack/demo.py.
+.PHONY: demo demo-down
+demo: install
+	$(BIN)/python hack/demo.py up
+
+demo-down:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) hack/demo.py down
