@@ -148,9 +148,10 @@ def build_request(n: int, *, full: bool = True) -> bytes:
 
 def hook(body: bytes) -> bytes:
     """What the /sync endpoint does between receiving and sending bytes."""
-    return protocol.encode(
-        reconcile.sync(protocol.decode_sync(body), now=NOW, controller_namespace="mirrors")
-    )
+    with protocol.no_gc():
+        return protocol.encode(
+            reconcile.sync(protocol.decode_sync(body), now=NOW, controller_namespace="mirrors")
+        )
 
 
 def naive(body: bytes) -> bytes:

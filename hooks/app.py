@@ -55,7 +55,8 @@ def create_app(controller_namespace: str, clock: Callable[[], str] = utc_now) ->
             body = await request.body()
             metrics.request_bytes.labels(hook).observe(len(body))
             try:
-                response = answer(hook, body)
+                with protocol.no_gc():
+                    response = answer(hook, body)
             except protocol.RequestError as exc:
                 metrics.errors.labels(hook, "bad_request").inc()
                 log.warning("bad hook request", extra={"hook": hook, "error": str(exc)})
