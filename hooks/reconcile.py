@@ -96,15 +96,20 @@ def _finalize(request: SyncRequest, policy: str, now: str, released: bool = True
     if phase not in ("Pending", "Active", "Error"):
         phase = "Pending"
     if policy == "retain":
+        # The GC deletes every copy that still names the mirror as owner once the mirror is
+        # gone, whatever finalizer kubectl's propagation policy leaves. So keep the copies and
+        # hold the deletion until the sidecar has released them (removed the owner reference):
+        # a released copy is no longer observed as a child.
         children = fanout.keep_observed(mirror, observed)
-        message = f"deletePolicy retain: keeping {len(children)} copies"
-        finalized = True
+        message = f"deletePolicy retain: releasing {len(observed)} copies"
+        if observed:
+            message += " (waiting for the sidecar)"
     else:
         children = []
         message = f"deletePolicy delete: removing {len(observed)} copies"
-        finalized = not observed and released
-        if not released:
-            message += "; waiting for the sidecar to revoke the Vault lease"
+    if not released:
+        message += "; waiting for the sidecar to revoke the Vault lease"
+    finalized = not observed and released
     outcome = Outcome(phase, "Deleting", message)
     return {
         "status": status.build(outcome, previous, now),

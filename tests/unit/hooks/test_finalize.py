@@ -40,7 +40,7 @@ def test_delete_policy_removes_copies_then_finalizes(
     assert second["finalized"] is True
 
 
-def test_retain_policy_keeps_copies_and_finalizes(
+def test_retain_policy_keeps_copies_until_the_sidecar_released_them(
     hooks: Hooks, mirror: Obj, copies: list[Obj]
 ) -> None:
     mirror["spec"]["deletePolicy"] = "retain"
@@ -54,6 +54,18 @@ def test_retain_policy_keeps_copies_and_finalizes(
         "project-b-main",
     ]
     assert [c["data"] for c in response["children"]] == [c["data"] for c in copies]
+    assert response["finalized"] is False
+    assert response["status"]["message"] == (
+        "deletePolicy retain: releasing 2 copies (waiting for the sidecar)"
+    )
+
+
+def test_retain_policy_finalizes_once_no_copy_is_owned(hooks: Hooks, mirror: Obj) -> None:
+    mirror["spec"]["deletePolicy"] = "retain"
+
+    response = hooks.finalize(request(mirror, finalizing=True))
+
+    assert response["children"] == []
     assert response["finalized"] is True
 
 
@@ -64,7 +76,7 @@ def test_invalid_spec_still_honours_retain(hooks: Hooks, mirror: Obj, copies: li
     response = hooks.finalize(request(mirror, children=copies, finalizing=True))
 
     assert len(response["children"]) == 2
-    assert response["finalized"] is True
+    assert response["finalized"] is False
 
 
 def test_finalizing_flag_on_sync_route_finalizes(

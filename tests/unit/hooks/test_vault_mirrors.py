@@ -257,4 +257,4 @@ class TestFinalizeWithALease:
             sync_request(mirror, secrets=[state_secret(mirror, leased)], finalizing=True)
         )
 
-        assert response["finalized"] is True
+        assert response["finalized"] is True  # no copies left to release, no lease to revoke
