@@ -83,12 +83,14 @@ def run(args: argparse.Namespace) -> None:
     bin_dir = find_binaries()
     with ControlPlane(bin_dir, controller_manager=False) as cp:
         kube = Kube(cp.kubeconfig)
+        kubectl = [str(bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig)]
+        crd = ROOT / "crds" / "secretmirrors.mirrors.kts.studio.yaml"
+        subprocess.run([*kubectl, "apply", "-f", str(crd)], check=True, capture_output=True)
         subprocess.run(
-            [str(bin_dir / "kubectl"), "--kubeconfig", str(cp.kubeconfig), "apply", "-f",
-             str(ROOT / "crds" / "secretmirrors.mirrors.kts.studio.yaml")],
+            [*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+             "crd/secretmirrors.mirrors.kts.studio"],
             check=True, capture_output=True,
         )  # fmt: skip
-        time.sleep(2)  # CRD established
         port = free_port()
         hooks = subprocess.Popen(
             [sys.executable, "-m", "hooks", "--host", "127.0.0.1", "--port", str(port),

@@ -200,9 +200,9 @@ class Informer:
                 if self._stop.is_set():
                     return
                 log.warning(
-                    "informer error, re-listing",
+                    "informer error, re-listing: %s: %s", self.res.plural, exc,
                     extra={"resource": self.res.plural, "error": str(exc)},
-                )
+                )  # fmt: skip
                 rv = None
                 self._stop.wait(1.0)
 
