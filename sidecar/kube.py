@@ -20,6 +20,7 @@ from mirrors.api import GROUP, PLURAL, VERSION
 watch: Any = _watch
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 Obj = dict[str, Any]
 
 
@@ -79,6 +80,23 @@ class Kube:
         )
         return list(answer.get("items") or [])
 
+    def list_secrets_everywhere(self, label_selector: str) -> list[Obj]:
+        """Secrets of every namespace with the labels (needs cluster-wide `list`)."""
+        answer = _json(
+            self.core.list_secret_for_all_namespaces(
+                label_selector=label_selector, _preload_content=False
+            )
+        )
+        return list(answer.get("items") or [])
+
+    def patch_secret(self, namespace: str, name: str, operations: list[Obj]) -> Obj:
+        """Apply a JSON patch (RFC 6902); a failed `test` operation answers 422."""
+        return _json(
+            self.core.patch_namespaced_secret(
+                name, namespace, operations, _content_type=JSON_PATCH, _preload_content=False
+            )
+        )
+
     # -- SecretMirrors ---------------------------------------------------------------------------
 
     def list_mirrors(self) -> tuple[list[Obj], str]:
@@ -106,15 +124,6 @@ class Kube:
             )
         finally:
             watcher.stop()
-
-    def set_mirror_finalizers(
-        self, name: str, finalizers: list[str], resource_version: str
-    ) -> None:
-        """Replace the finalizer list; 409 when the mirror changed since `resource_version`."""
-        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        self.custom.patch_cluster_custom_object(
-            GROUP, VERSION, PLURAL, name, body, _content_type=MERGE_PATCH, _preload_content=False
-        )
 
     # -- Events ----------------------------------------------------------------------------------
 

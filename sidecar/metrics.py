@@ -27,7 +27,7 @@ errors = Counter(
 )
 actions = Counter(
     "mirrors_sidecar_actions",
-    "Mirror actions carried out, by kind (sync, finalize, retire).",
+    "Mirror actions carried out, by kind (sync, finalize, retire, release).",
     ["kind"],
     registry=registry,
 )

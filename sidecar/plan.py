@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from mirrors import api
+from mirrors import api, names
 from mirrors.state import MirrorState, SourceState
 
-ORPHAN_FINALIZER = "orphan"
 ERROR_RETRY_SECONDS = 30.0  # a failed mirror is retried this often (or its poll period if shorter)
 MIN_GAP_SECONDS = 1.0  # never schedule a mirror closer than this to its last action
 JITTER = 0.1  # poll periods vary by +-10% so that mirrors created together spread out
+RELEASE_RETRY_SECONDS = 3.0  # copies still owned or a release failed: look again this soon
+RELEASE_RECHECK_SECONDS = 30.0  # none owned: look again at this pace until the mirror is gone
 
 SecretKey = tuple[str, str]  # (namespace, name)
 SecretData = Mapping[str, bytes]
@@ -47,7 +48,6 @@ class Mirror:
     generation: int
     resource_version: str
     deleting: bool
-    finalizers: tuple[str, ...]
     spec: api.MirrorSpec | None
     spec_error: str
     delete_policy: Literal["delete", "retain"]  # read leniently, also from an invalid spec
@@ -77,7 +77,6 @@ class Mirror:
             generation=int(meta.get("generation") or 0),
             resource_version=str(meta.get("resourceVersion", "")),
             deleting=bool(meta.get("deletionTimestamp")),
-            finalizers=tuple(meta.get("finalizers") or ()),
             spec=spec,
             spec_error=error,
             delete_policy="retain" if policy == "retain" else "delete",
@@ -95,26 +94,59 @@ def _ready(status: object) -> tuple[str, str]:
     return "", ""
 
 
-# --- finalizers -------------------------------------------------------------------------------
+# --- releasing the copies of a retained mirror ---------------------------------------------
 
 
-def desired_finalizers(mirror: Mirror) -> tuple[str, ...] | None:
-    """The finalizer list to set, or None to leave it alone.
+def needs_release(mirror: Mirror) -> bool:
+    """Whether the copies must be released from the mirror: it is being deleted under
+    `deletePolicy: retain` (read leniently, so an invalid spec still keeps its copies).
 
-    `deletePolicy: retain` is carried out by the garbage collector: with `orphan` on the
-    parent it strips the ownerReferences of the copies instead of deleting them. So every
-    retain mirror carries `orphan` and every delete mirror does not. Finalizers cannot be
-    added to an object being deleted, and removing one then would change the outcome of a
-    deletion in flight, so a deleting mirror is left alone. An invalid spec keeps what it has.
+    The garbage collector deletes every copy that still names the mirror as owner once the
+    mirror is gone, whatever propagation policy the DELETE carried (kubectl sends Background,
+    which drops the GC's `orphan` finalizer). So the copies lose that ownerReference while the
+    Metacontroller finalizer holds the mirror; the finalize hook waits for it.
     """
-    if mirror.deleting or mirror.spec is None:
+    return mirror.deleting and mirror.delete_policy == "retain" and bool(mirror.uid)
+
+
+def copies_selector(mirror: Mirror) -> str:
+    """The label selector of a mirror's copies (Metacontroller's generated selector)."""
+    return f"{names.CONTROLLER_UID_LABEL}={mirror.uid}"
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return any(isinstance(r, Mapping) and r.get("uid") == uid for r in refs)
+
+
+def release_patch(obj: Mapping[str, Any], uid: str) -> list[dict[str, Any]] | None:
+    """A JSON patch removing the ownerReferences to `uid` from `obj`, keeping every other one;
+    None when `obj` has none.
+
+    Guarded by a `test` on the resourceVersion read: if the object changed since, the API
+    server refuses the whole patch (422) and the caller reads it again. Labels stay, the
+    `controller-uid` one included: harmless once the owner is gone (nothing adopts for a
+    deleted uid) and it shows where the copy came from.
+    """
+    meta = obj.get("metadata") or {}
+    refs = [r for r in meta.get("ownerReferences") or () if isinstance(r, Mapping)]
+    keep = [dict(r) for r in refs if r.get("uid") != uid]
+    if len(keep) == len(refs):
         return None
-    has = ORPHAN_FINALIZER in mirror.finalizers
-    if mirror.spec.deletePolicy == "retain" and not has:
-        return (*mirror.finalizers, ORPHAN_FINALIZER)
-    if mirror.spec.deletePolicy == "delete" and has:
-        return tuple(f for f in mirror.finalizers if f != ORPHAN_FINALIZER)
-    return None
+    guard = {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+    if keep:
+        return [guard, {"op": "replace", "path": "/metadata/ownerReferences", "value": keep}]
+    return [guard, {"op": "remove", "path": "/metadata/ownerReferences"}]
+
+
+def after_release(*, left: int, failed: bool) -> float:
+    """Seconds until the copies of a deleting retain mirror are looked at again.
+
+    Soon while any is still owned or a call failed. Once none is, Metacontroller sees no child
+    and lets the mirror go (its DELETED event ends this); a slow re-check covers a copy created
+    by a sync that was in flight when the deletion began.
+    """
+    return RELEASE_RETRY_SECONDS if left or failed else RELEASE_RECHECK_SECONDS
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -204,8 +236,10 @@ def decide(mirror: Mirror, state: MirrorState | None, *, now: datetime) -> Actio
 def urgent(mirror: Mirror, state: MirrorState | None) -> bool:
     """Whether a change seen on the watch must be acted on now rather than at the next poll."""
     if mirror.deleting:
-        return (state is not None and not state.finalized) or (
-            state is None and mirror.involves_vault
+        return (
+            needs_release(mirror)
+            or (state is not None and not state.finalized)
+            or (state is None and mirror.involves_vault)
         )
     if mirror.spec is None:
         return False
@@ -342,3 +376,14 @@ def status_event(previous_reason: str | None, mirror: Mirror) -> EventSpec | Non
     if reason == "InvalidSpec":
         return EventSpec("Warning", "InvalidSpec", mirror.ready_message)
     return None
+
+
+def release_event(released: int) -> EventSpec:
+    message = f"released {released} copies; they stay after the mirror is deleted"
+    return EventSpec("Normal", "CopiesReleased", message)
+
+
+def release_failed_event(detail: str) -> EventSpec:
+    """`detail` names copies and HTTP statuses, never a response body (it could echo data)."""
+    message = f"could not release the copies ({detail}); the deletion waits, retrying"
+    return EventSpec("Warning", "ReleaseFailed", message)

@@ -7,8 +7,8 @@ Three threads (plus a small worker pool):
   reasons needed to turn status transitions into Events after a failover;
 * the **dispatcher** pops due mirrors from the schedule and hands them to the worker pool,
   one action per mirror at a time (a mirror due again while in flight runs once more after);
-* leadership (`sidecar.leader`) gates everything that writes: only the leader acts, patches
-  finalizers and emits Events.
+* leadership (`sidecar.leader`) gates everything that writes: only the leader acts, releases
+  the copies of retained mirrors being deleted, and emits Events.
 
 One mirror's failure never stops the loop: Vault/Secret problems become the state's `error`
 (the last good data stays) and an Event; anything unexpected is logged, recorded the same way
@@ -39,6 +39,7 @@ from sidecar.state_store import StateStore
 log = logging.getLogger("mirrors.sidecar")
 
 ORPHANED_ONLY = "-"  # as `owner_uid`: delete a state Secret only when nothing owns it
+RELEASE_ATTEMPTS = 3  # patches of one copy per round when it keeps changing under us
 
 
 class MirrorAPI(Protocol):
@@ -46,11 +47,15 @@ class MirrorAPI(Protocol):
 
     def watch_mirrors(self, resource_version: str, timeout_seconds: int) -> Any: ...
 
-    def set_mirror_finalizers(
-        self, name: str, finalizers: list[str], resource_version: str
-    ) -> None: ...
-
     def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
+
+    def list_secrets_everywhere(self, label_selector: str) -> list[dict[str, Any]]: ...
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def patch_secret(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +124,11 @@ class Reconciler:
         with self._lock:
             mirrors = dict(self.mirrors)
         for name in sorted(set(found) - set(mirrors)):
-            # The mirror is gone; a retained mirror's state Secret was orphaned by the GC.
+            # The mirror is gone; its state Secret was orphaned by the GC (--cascade=orphan).
             if self.store.delete(name, owner_uid=ORPHANED_ONLY):
                 log.info("deleted the state of a deleted mirror", extra={"mirror": name})
         now = self.clock()
         for mirror in mirrors.values():
-            self._maintain_finalizers(mirror)
             self._consider(mirror, now, starting=True)
 
     # -- watch -----------------------------------------------------------------------------------
@@ -145,7 +149,6 @@ class Reconciler:
             self._emit(mirror, event, self.clock())
         if self.synced.is_set() and not self._resume.is_set():
             # Before the first sync, or while a new term starts, `resume` covers every mirror.
-            self._maintain_finalizers(mirror)
             self._consider(mirror, self.clock())
 
     def forget(self, obj: dict[str, Any]) -> None:
@@ -160,7 +163,7 @@ class Reconciler:
         metrics.mirrors.set(len(self.mirrors))
         if self.leading():
             try:
-                # The GC deletes an owned state Secret; a retained mirror's was orphaned.
+                # The GC deletes an owned state Secret; --cascade=orphan leaves it ownerless.
                 self.store.delete(name, owner_uid=uid or ORPHANED_ONLY)
             except Exception as exc:
                 log.warning("could not delete state", extra={"mirror": name, "error": str(exc)})
@@ -292,6 +295,13 @@ class Reconciler:
         if mirror is None or not self.leading():
             return None
         now = self.clock()
+        result = self._act_on_vault(mirror, now)
+        if plan.needs_release(mirror):
+            self.release(mirror, now)
+        return result
+
+    def _act_on_vault(self, mirror: plan.Mirror, now: datetime) -> Result | None:
+        name = mirror.name
         stored = self.store.get(name)
         state = stored.state if stored else None
         data = stored.data if stored else {}
@@ -366,26 +376,82 @@ class Reconciler:
         else:
             self.schedule.discard(mirror.name)
 
-    # -- finalizers and events -------------------------------------------------------------------
+    # -- releasing the copies of retained mirrors ----------------------------------------------
 
-    def _maintain_finalizers(self, mirror: plan.Mirror) -> None:
-        wanted = plan.desired_finalizers(mirror)
-        if wanted is None:
-            return
+    def release(self, mirror: plan.Mirror, now: datetime) -> int:
+        """Remove the mirror's ownerReference from each of its copies; return how many.
+
+        Runs while a `deletePolicy: retain` mirror is being deleted (see plan.needs_release),
+        again on each watch event and on a short retry while any copy is still owned. Never
+        raises: failures are a Warning Event and a retry.
+        """
+        metrics.actions.labels("release").inc()
         try:
-            self.api.set_mirror_finalizers(mirror.name, list(wanted), mirror.resource_version)
-            log.info(
-                "finalizers set",
-                extra={
-                    "mirror": mirror.name,
-                    "finalizers": list(wanted),
-                    "deletePolicy": mirror.delete_policy,
-                },
-            )
+            found = self.api.list_secrets_everywhere(plan.copies_selector(mirror))
         except Exception as exc:
-            # 409: the mirror changed; the watch brings the new version and we try again.
-            log.info("could not set finalizers", extra={"mirror": mirror.name, "error": str(exc)})
+            self._release_failed(mirror, f"listing them: {_describe(exc)}", now)
+            return 0
+        owned = [obj for obj in found if plan.owned_by(obj, mirror.uid)]
+        released, failed = 0, []
+        for obj in owned:
+            meta = obj.get("metadata") or {}
+            where = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+            try:
+                if self._release_one(obj, mirror.uid):
+                    released += 1
+            except Exception as exc:
+                failed.append(f"{where}: {_describe(exc)}")
+        if released:
+            log.info("released copies", extra={"mirror": mirror.name, "copies": released})
+            self._emit(mirror, plan.release_event(released), now)
+        if failed:
+            more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+            detail = f"{len(failed)} of {len(owned)} failed: {failed[0]}{more}"
+            self._release_failed(mirror, detail, now)
+            return released
+        wait = plan.after_release(left=len(owned) - released, failed=False)
+        self.schedule.put(mirror.name, now + timedelta(seconds=wait), only_earlier=True)
+        return released
+
+    def _release_one(self, obj: dict[str, Any], uid: str) -> bool:
+        """Patch one copy free of `uid`; re-read and retry when it changed meanwhile.
+
+        False when it is gone or no longer owned (e.g. the GC orphaned it first).
+        """
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        current: dict[str, Any] | None = obj
+        for attempt in range(RELEASE_ATTEMPTS):
+            if current is None or (operations := plan.release_patch(current, uid)) is None:
+                return False
+            try:
+                self.api.patch_secret(namespace, name, operations)
+                return True
+            except Exception as exc:
+                status = getattr(exc, "status", None)
+                if status == 404:
+                    return False
+                # 422: the `test` on resourceVersion failed; 409: a concurrent write.
+                if status not in (409, 422) or attempt == RELEASE_ATTEMPTS - 1:
+                    raise
+            current = self.api.read_secret(namespace, name)
+        return False
+
+    def _release_failed(self, mirror: plan.Mirror, detail: str, now: datetime) -> None:
+        log.warning("could not release copies", extra={"mirror": mirror.name, "error": detail})
+        metrics.errors.labels("ReleaseFailed").inc()
+        self._emit(mirror, plan.release_failed_event(detail), now)
+        wait = plan.after_release(left=1, failed=True)
+        self.schedule.put(mirror.name, now + timedelta(seconds=wait), only_earlier=True)
+
+    # -- events ----------------------------------------------------------------------------------
 
     def _emit(self, mirror: plan.Mirror, event: plan.EventSpec, now: datetime) -> None:
         metrics.events.labels(event.reason).inc()
         self.recorder.emit(mirror.name, mirror.uid, event, now)
+
+
+def _describe(exc: BaseException) -> str:
+    """An API failure for an Event: the HTTP status, never the body (it may echo the object)."""
+    status = getattr(exc, "status", None)
+    return f"HTTP {status}" if isinstance(status, int) else type(exc).__name__

@@ -200,14 +200,14 @@ class ApiError(Exception):
 
 
 class FakeKube:
-    """Secrets, Events, Leases and SecretMirror finalizer patches, in memory, with versions."""
+    """Secrets, Events, Leases and SecretMirror lists, in memory, with versions."""
 
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.versions = itertools.count(1)
         self.writes: list[tuple[str, str, str]] = []
         self.mirror_items: list[dict[str, Any]] = []
-        self.finalizer_patches: list[tuple[str, list[str]]] = []
+        self.patches: list[tuple[str, str, list[dict[str, Any]]]] = []
         self.fail_next: dict[str, ApiError] = {}
 
     def _check(self, op: str) -> None:
@@ -262,6 +262,41 @@ class FakeKube:
             and (o["metadata"].get("labels") or {}).get(key) == value
         ]
 
+    def list_secrets_everywhere(self, label_selector: str) -> list[dict[str, Any]]:
+        self._check("list_everywhere")
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(o)
+            for (kind, _, _), o in sorted(self.objects.items())
+            if kind == "Secret" and (o["metadata"].get("labels") or {}).get(key) == value
+        ]
+
+    def patch_secret(
+        self, namespace: str, name: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The JSON-patch subset the sidecar sends: test/replace/remove of metadata fields."""
+        self._check("patch_secret")
+        current = self.objects.get(("Secret", namespace, name))
+        if current is None:
+            raise ApiError(404)
+        patched = copy.deepcopy(current)
+        for op in operations:
+            field = op["path"].removeprefix("/metadata/")
+            if op["op"] == "test":
+                if patched["metadata"].get(field) != op["value"]:
+                    raise ApiError(422)
+            elif op["op"] == "replace":
+                patched["metadata"][field] = copy.deepcopy(op["value"])
+            elif op["op"] == "remove":
+                del patched["metadata"][field]
+            else:
+                raise ApiError(422)
+        patched["metadata"]["resourceVersion"] = str(next(self.versions))
+        self.objects[("Secret", namespace, name)] = patched
+        self.patches.append((namespace, name, operations))
+        self.writes.append(("patch", "Secret", name))
+        return copy.deepcopy(patched)
+
     # events
     def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> object:
         self._check("create_event")
@@ -297,9 +332,3 @@ class FakeKube:
 
     def watch_mirrors(self, resource_version: str, timeout_seconds: int) -> Any:
         return iter(())
-
-    def set_mirror_finalizers(
-        self, name: str, finalizers: list[str], resource_version: str
-    ) -> None:
-        self._check("finalizers")
-        self.finalizer_patches.append((name, finalizers))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import msgspec
 import pytest
 
 from mirrors.state import DestinationState, ErrorState, MirrorState, SourceState
 from sidecar import plan
-from tests.unit.sidecar.fakes import mirror_obj, vault_destination, vault_source
+from tests.unit.sidecar.fakes import UID, mirror_obj, vault_destination, vault_source
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -45,33 +46,77 @@ class TestMirror:
         assert not m.involves_vault
 
 
-class TestFinalizers:
-    def test_retain_adds_orphan_keeping_other_finalizers(self) -> None:
-        m = mirror(
-            {"destination": {"namespaces": ["a"]}, "deletePolicy": "retain"},
-            finalizers=("metacontroller.io/compositecontroller-mirrors",),
-        )
-        assert plan.desired_finalizers(m) == (
-            "metacontroller.io/compositecontroller-mirrors",
-            "orphan",
-        )
+class TestRelease:
+    retain: ClassVar[dict[str, object]] = {
+        "destination": {"namespaces": ["a"]},
+        "deletePolicy": "retain",
+    }
 
-    def test_delete_removes_orphan(self) -> None:
-        m = mirror({"destination": {"namespaces": ["a"]}}, finalizers=("x", "orphan"))
-        assert plan.desired_finalizers(m) == ("x",)
+    def test_a_retained_mirror_being_deleted_needs_its_copies_released(self) -> None:
+        assert plan.needs_release(mirror(self.retain, deleting=True))
+        assert plan.needs_release(mirror(vault_source(deletePolicy="retain"), deleting=True))
 
-    @pytest.mark.parametrize(("policy", "finalizers"), [("retain", ("orphan",)), ("delete", ())])
-    def test_nothing_when_already_right(self, policy: str, finalizers: tuple[str, ...]) -> None:
-        m = mirror(
-            {"destination": {"namespaces": ["a"]}, "deletePolicy": policy}, finalizers=finalizers
-        )
-        assert plan.desired_finalizers(m) is None
+    def test_an_invalid_spec_still_retains(self) -> None:
+        invalid: dict[str, object] = {"source": {"type": "vault"}, "deletePolicy": "retain"}
+        assert plan.needs_release(mirror(invalid, deleting=True))
 
-    def test_deleting_or_invalid_mirrors_are_left_alone(self) -> None:
-        retain = {"destination": {"namespaces": ["a"]}, "deletePolicy": "retain"}
-        assert plan.desired_finalizers(mirror(retain, deleting=True)) is None
-        invalid = {"source": {"type": "vault"}, "deletePolicy": "retain"}
-        assert plan.desired_finalizers(mirror(invalid)) is None
+    def test_nothing_for_the_delete_policy(self) -> None:
+        assert not plan.needs_release(mirror({"destination": {"namespaces": ["a"]}}, deleting=True))
+        invalid: dict[str, object] = {"source": {"type": "vault"}, "deletePolicy": "delete"}
+        assert not plan.needs_release(mirror(invalid, deleting=True))
+
+    def test_nothing_for_a_mirror_not_being_deleted(self) -> None:
+        assert not plan.needs_release(mirror(self.retain))
+        assert not plan.urgent(mirror(self.retain), None)
+
+    def test_a_release_is_urgent(self) -> None:
+        assert plan.urgent(mirror(self.retain, deleting=True), None)
+        done = MirrorState(generation=1, finalized=True)
+        assert plan.urgent(mirror(vault_source(deletePolicy="retain"), deleting=True), done)
+
+    def test_selector_is_metacontrollers(self) -> None:
+        assert plan.copies_selector(mirror(self.retain)) == f"controller-uid={UID}"
+
+    def test_patch_removes_only_the_mirrors_owner_reference(self) -> None:
+        ours = {
+            "apiVersion": "mirrors.kts.studio/v1alpha2",
+            "kind": "SecretMirror",
+            "name": "m",
+            "uid": UID,
+            "controller": True,
+        }
+        other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "c", "uid": "other"}
+        copy = {
+            "metadata": {
+                "name": "mysecret",
+                "namespace": "a",
+                "resourceVersion": "42",
+                "labels": {"controller-uid": UID},
+                "ownerReferences": [other, ours],
+            }
+        }
+        assert plan.owned_by(copy, UID)
+        assert plan.release_patch(copy, UID) == [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+            {"op": "replace", "path": "/metadata/ownerReferences", "value": [other]},
+        ]
+        copy["metadata"]["ownerReferences"] = [ours]
+        assert plan.release_patch(copy, UID) == [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+            {"op": "remove", "path": "/metadata/ownerReferences"},
+        ]
+
+    def test_no_patch_for_a_copy_the_mirror_does_not_own(self) -> None:
+        copy = {"metadata": {"resourceVersion": "1", "ownerReferences": [{"uid": "other"}]}}
+        assert not plan.owned_by(copy, UID)
+        assert plan.release_patch(copy, UID) is None
+        assert plan.release_patch({"metadata": {"resourceVersion": "1"}}, UID) is None
+
+    def test_retries_soon_while_owned_or_failing_then_slowly(self) -> None:
+        assert plan.after_release(left=2, failed=False) == plan.RELEASE_RETRY_SECONDS
+        assert plan.after_release(left=0, failed=True) == plan.RELEASE_RETRY_SECONDS
+        assert plan.after_release(left=0, failed=False) == plan.RELEASE_RECHECK_SECONDS
+        assert plan.RELEASE_RETRY_SECONDS <= 5
 
 
 class TestDecide:

@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from sidecar.act import Executor
 from sidecar.events import Recorder
 from sidecar.reconciler import Reconciler, Settings
 from sidecar.state_store import StateStore
-from tests.unit.sidecar.fakes import FakeKube, FakeVault, mirror_obj, vault_source
+from tests.unit.sidecar.fakes import UID, ApiError, FakeKube, FakeVault, mirror_obj, vault_source
 
 NS = "mirrors"
 
@@ -150,16 +151,132 @@ def test_an_unexpected_exception_does_not_stop_the_loop() -> None:
     assert b.error is None
 
 
-def test_retain_gets_the_orphan_finalizer_for_every_mirror_and_delete_loses_it() -> None:
+RETAIN = {"destination": {"namespaces": ["a", "b"]}, "deletePolicy": "retain"}
+OWNER = {"apiVersion": "mirrors.kts.studio/v1alpha2", "kind": "SecretMirror", "name": "m",
+         "uid": UID, "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+OTHER = {"apiVersion": "v1", "kind": "ConfigMap", "name": "keeper", "uid": "other-uid"}
+
+
+def _copies(w: World, *namespaces: str, extra_owner: bool = False) -> None:
+    for n, ns in enumerate(namespaces):
+        w.kube.objects[("Secret", ns, "mysecret")] = {
+            "metadata": {
+                "name": "mysecret",
+                "namespace": ns,
+                "resourceVersion": f"5{n}",
+                "labels": {"controller-uid": UID, "app.kubernetes.io/managed-by": "mirrors"},
+                "ownerReferences": [OWNER, OTHER] if extra_owner and n == 0 else [OWNER],
+            },
+            "data": {"k": "dg=="},
+        }
+
+
+def _owners(w: World, ns: str) -> list[str]:
+    refs = w.kube.objects[("Secret", ns, "mysecret")]["metadata"].get("ownerReferences") or []
+    return [r["uid"] for r in refs]
+
+
+def test_a_retained_mirror_being_deleted_releases_its_copies() -> None:
     w = World()
-    plain = {"destination": {"namespaces": ["a"]}}
-    w.kube.mirror_items = [
-        mirror_obj("keep", {**plain, "deletePolicy": "retain"}, finalizers=("mc",))
-    ]
+    _copies(w, "a", "b", extra_owner=True)
+    w.kube.objects[("Secret", "c", "stray")] = {  # the label, but not owned: left alone
+        "metadata": {"name": "stray", "namespace": "c", "resourceVersion": "9",
+                     "labels": {"controller-uid": UID}},
+    }  # fmt: skip
+    w.kube.mirror_items = [mirror_obj("m", RETAIN)]
     w.start()
-    assert w.kube.finalizer_patches == [("keep", ["mc", "orphan"])]
-    w.r.observe(mirror_obj("keep", plain, finalizers=("mc", "orphan"), generation=2))
-    assert w.kube.finalizer_patches[-1] == ("keep", ["mc"])
+    assert w.run_due() == []  # not being deleted: nothing to release
+    w.r.observe(mirror_obj("m", RETAIN, deleting=True))
+    assert w.r.schedule.due_at("m") == w.now
+    assert w.run_due() == ["m"]
+    assert _owners(w, "a") == ["other-uid"]  # only the mirror's reference goes
+    assert _owners(w, "b") == []
+    assert "ownerReferences" not in w.kube.objects[("Secret", "b", "mysecret")]["metadata"]
+    labels = w.kube.objects[("Secret", "b", "mysecret")]["metadata"]["labels"]
+    assert labels["controller-uid"] == UID  # provenance stays
+    assert [(ns, name) for ns, name, _ in w.kube.patches] == [("a", "mysecret"), ("b", "mysecret")]
+    assert w.reasons() == ["CopiesReleased"]
+    assert w.kube.events()[0]["message"] == (
+        "released 2 copies; they stay after the mirror is deleted"
+    )
+    assert w.kube.events()[0]["type"] == "Normal"
+    # None is owned any more: a slow re-check until the mirror is gone, and no more patches.
+    due = w.r.schedule.due_at("m")
+    assert due == w.now + timedelta(seconds=30)
+    w.now = due
+    assert w.run_due() == ["m"]
+    assert len(w.kube.patches) == 2
+    w.r.forget(mirror_obj("m", RETAIN))
+    assert w.r.schedule.due_at("m") is None
+
+
+def test_the_delete_policy_releases_nothing() -> None:
+    w = World()
+    _copies(w, "a")
+    plain = {"destination": {"namespaces": ["a"]}}
+    w.kube.mirror_items = [mirror_obj("m", plain)]
+    w.start()
+    w.r.observe(mirror_obj("m", plain, deleting=True))
+    w.run_due()
+    assert w.kube.patches == []
+    assert _owners(w, "a") == [UID]
+
+
+def test_a_copy_changed_meanwhile_is_read_again_and_released() -> None:
+    w = World()
+    _copies(w, "a")
+    w.kube.mirror_items = [mirror_obj("m", RETAIN, deleting=True)]
+    real = w.kube.list_secrets_everywhere
+
+    def stale(selector: str) -> list[dict[str, Any]]:
+        found = real(selector)
+        w.kube.objects[("Secret", "a", "mysecret")]["metadata"]["resourceVersion"] = "77"
+        return found
+
+    w.kube.list_secrets_everywhere = stale  # type: ignore[method-assign,assignment]
+    w.start()
+    w.run_due()
+    assert _owners(w, "a") == []
+    tests = [ops[0]["value"] for _, _, ops in w.kube.patches]
+    assert tests == ["77"]  # the 422 on "50" was followed by a fresh read
+    assert w.reasons() == ["CopiesReleased"]
+
+
+@pytest.mark.parametrize("failing", ["patch_secret", "list_everywhere"])
+def test_a_failed_release_is_a_warning_and_retried_soon(failing: str) -> None:
+    w = World()
+    _copies(w, "a")
+    w.kube.mirror_items = [mirror_obj("m", RETAIN, deleting=True)]
+    w.kube.fail_next[failing] = ApiError(403)
+    w.start()
+    assert w.run_due() == ["m"]
+    assert _owners(w, "a") == [UID]
+    assert w.reasons() == ["ReleaseFailed"]
+    event = w.kube.events()[0]
+    assert event["type"] == "Warning"
+    assert "HTTP 403" in event["message"]
+    due = w.r.schedule.due_at("m")
+    assert due == w.now + timedelta(seconds=3)
+    w.now = due
+    w.run_due()
+    assert _owners(w, "a") == []
+    assert w.reasons() == ["ReleaseFailed", "CopiesReleased"]
+
+
+def test_a_vault_mirror_is_finalized_and_released() -> None:
+    w = World()
+    w.vault.kv["secret/data/app"] = {"k": b"v"}
+    spec = vault_source(deletePolicy="retain")
+    w.kube.mirror_items = [mirror_obj("m", spec)]
+    _copies(w, "team-a")
+    w.start()
+    w.run_due()
+    w.r.observe(mirror_obj("m", spec, deleting=True))
+    w.run_due()
+    st = w.state("m")
+    assert st is not None
+    assert st.finalized
+    assert _owners(w, "team-a") == []
 
 
 def test_status_transitions_become_events_only_after_first_sight() -> None:
@@ -189,7 +306,7 @@ def test_followers_watch_but_never_write() -> None:
     w.r.observe(mirror_obj("m", plain, ready=("SourceNotFound", "x")))
     assert w.r.synced.is_set()
     assert w.kube.writes == []
-    assert w.kube.finalizer_patches == []
+    assert w.kube.patches == []
     assert w.r.act("m") is None
 
 
@@ -208,8 +325,10 @@ def test_deletion_revokes_per_policy_and_cleans_up(policy: str, revoked: bool) -
     assert st.finalized
     assert st.revoked is revoked
     assert len(w.vault.revoked) == int(revoked)
-    assert w.r.schedule.due_at("db") is None
-    # With retain the GC orphans the state Secret; the sidecar deletes it when the mirror goes.
+    # Nothing left to do for Vault; a retained mirror's copies are re-checked until it is gone.
+    recheck = w.now + timedelta(seconds=30)
+    assert w.r.schedule.due_at("db") == (None if policy == "delete" else recheck)
+    # After --cascade=orphan the GC orphans the state Secret; the sidecar deletes it then.
     w.kube.objects[("Secret", NS, "mirror-state-db")]["metadata"]["ownerReferences"] = []
     w.r.forget(mirror_obj("db", spec))
     assert ("Secret", NS, "mirror-state-db") not in w.kube.objects
