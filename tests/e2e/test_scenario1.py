@@ -5,12 +5,16 @@ kubectl, against a real API server; the hooks driven by Metacontroller (or the t
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from sidecar.config import parse
+from sidecar.runtime import Sidecar, api_client
 from tests.e2e.conftest import E2E, eventually
 
 pytestmark = pytest.mark.e2e
@@ -226,7 +230,7 @@ def test_deleting_the_mirror_removes_the_copies(e2e: E2E) -> None:
     assert e2e.copy_data("default", "mysecret") == SOURCE  # the source stays
 
 
-def _retain_then_delete(e2e: E2E, namespaces: tuple[str, ...], *delete_flags: str) -> None:
+def _make_retain(e2e: E2E, namespaces: tuple[str, ...]) -> None:
     active_with(e2e, *namespaces)
     body = '{"spec":{"deletePolicy":"retain"}}'
     e2e.kubectl("patch", "secretmirror", MIRROR, "--type=merge", "-p", body)
@@ -234,42 +238,81 @@ def _retain_then_delete(e2e: E2E, namespaces: tuple[str, ...], *delete_flags: st
     eventually(
         lambda: e2e.status(MIRROR).get("observedGeneration") == generation, CONVERGE, "retain seen"
     )
-    # TODO(sidecar, issue #3): the sidecar is to keep the GC's `orphan` finalizer on retain
-    # mirrors. Until it is wired into this suite, add it here the way it will: before deletion.
-    add_orphan = [{"op": "add", "path": "/metadata/finalizers/-", "value": "orphan"}]
-    e2e.kubectl("patch", "secretmirror", MIRROR, "--type=json", "-p", json.dumps(add_orphan))
-    e2e.kubectl("delete", "secretmirror", MIRROR, "--timeout=60s", *delete_flags)
-    assert e2e.cluster.get("secretmirror", MIRROR) is None
 
-    def orphaned(ns: str) -> bool:
+
+def _assert_retained(e2e: E2E, namespaces: tuple[str, ...], uid: str) -> None:
+    eventually(lambda: e2e.cluster.get("secretmirror", MIRROR) is None, CONVERGE, "mirror gone")
+    time.sleep(2)  # the garbage collector has seen the owner go; nothing may remove them now
+    for ns in namespaces:
         copy = e2e.cluster.get("secret", "mysecret", ns)
         assert copy is not None, f"copy in {ns} was deleted"
-        return not copy["metadata"].get("ownerReferences")
-
-    for ns in namespaces:
-        eventually(lambda ns=ns: orphaned(ns), CONVERGE, f"copy in {ns} orphaned")  # type: ignore[misc]
-    time.sleep(2)  # the garbage collector has run; nothing else may remove them now
-    for ns in namespaces:
+        assert not copy["metadata"].get("ownerReferences"), copy["metadata"]
+        assert copy["metadata"]["labels"]["controller-uid"] == uid  # provenance stays
         assert e2e.copy_data(ns, "mysecret") == SOURCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "deletePolicy retain via the `orphan` finalizer does not survive a plain `kubectl delete`:"
-        " kubectl always sends propagationPolicy=Background, and kube-apiserver then drops the"
-        " `orphan` finalizer (explicit policy wins), so the GC deletes the copies. Needs another"
-        " mechanism (e.g. the sidecar stripping the copies' ownerReferences while the"
-        " Metacontroller finalizer holds the mirror, the finalize hook waiting for that)."
-    ),
-)
+@contextlib.contextmanager
+def _sidecar(e2e: E2E, namespace: str) -> Iterator[Sidecar]:
+    """The sidecar, in-process, leader-elected in its own controller namespace."""
+    e2e.create_namespace(namespace)
+    argv = ["--controller-namespace", namespace, "--port", "0", "--host", "127.0.0.1",
+            "--identity", f"e2e-{namespace}"]  # fmt: skip
+    sidecar = Sidecar(parse(argv, env={}), api_client(str(e2e.cluster.kubeconfig)))
+    sidecar.start()
+    try:
+        yield sidecar
+    finally:
+        sidecar.stop()
+
+
+def _released_events(e2e: E2E, uid: str) -> list[str]:
+    events = e2e.cluster.json(
+        "get", "events", "-n", "default", "--field-selector", f"involvedObject.uid={uid}"
+    )
+    return [e["message"] for e in events["items"] if e["reason"] == "CopiesReleased"]
+
+
 def test_retain_keeps_the_copies_without_owner(e2e: E2E) -> None:
-    _retain_then_delete(e2e, ("project-a-keep", "project-b-keep"))
+    """A plain `kubectl delete` (propagationPolicy Background: the GC deletes every copy still
+    owned by the mirror once it is gone). The finalize hook holds the deletion until the
+    sidecar has released the copies; kubectl returns once the mirror is gone."""
+    namespaces = ("project-a-keep", "project-b-keep")
+    with _sidecar(e2e, "mirrors-keep"):
+        _make_retain(e2e, namespaces)
+        uid = e2e.mirror(MIRROR)["metadata"]["uid"]
+        e2e.kubectl("delete", "secretmirror", MIRROR, "--timeout=60s")
+        _assert_retained(e2e, namespaces, uid)
+        messages = eventually(lambda: _released_events(e2e, uid), CONVERGE, "CopiesReleased")
+    assert messages == ["released 2 copies; they stay after the mirror is deleted"]
+
+
+def test_retain_waits_for_the_sidecar(e2e: E2E) -> None:
+    """Without a sidecar the deletion holds, copies kept and owned; a sidecar that starts
+    then (a failover) releases them and the deletion completes."""
+    namespaces = ("project-a-wait", "project-b-wait")
+    _make_retain(e2e, namespaces)
+    uid = e2e.mirror(MIRROR)["metadata"]["uid"]
+    e2e.kubectl("delete", "secretmirror", MIRROR, "--wait=false")
+    eventually(
+        lambda: "waiting" in e2e.status(MIRROR).get("message", ""), CONVERGE, "finalize waiting"
+    )
+    for ns in namespaces:
+        copy = e2e.cluster.get("secret", "mysecret", ns)
+        assert copy is not None
+        assert [o["uid"] for o in copy["metadata"]["ownerReferences"]] == [uid]
+    with _sidecar(e2e, "mirrors-wait"):
+        _assert_retained(e2e, namespaces, uid)
 
 
 def test_retain_with_cascade_orphan_keeps_the_copies_without_owner(e2e: E2E) -> None:
-    """The GC-finalizer path: children are left to the GC, finalize still runs and ends."""
-    _retain_then_delete(e2e, ("project-a-orphan", "project-b-orphan"), "--cascade=orphan")
+    """The GC-finalizer path: children are left to the GC, which orphans them (racing the
+    sidecar, which then finds nothing or less to release); finalize ends."""
+    namespaces = ("project-a-orphan", "project-b-orphan")
+    with _sidecar(e2e, "mirrors-orphan"):
+        _make_retain(e2e, namespaces)
+        uid = e2e.mirror(MIRROR)["metadata"]["uid"]
+        e2e.kubectl("delete", "secretmirror", MIRROR, "--cascade=orphan", "--timeout=60s")
+        _assert_retained(e2e, namespaces, uid)
 
 
 def test_hooks_killed_and_restarted_mid_scenario(e2e: E2E) -> None:
