@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint typecheck test test-unit bench clean
+.PHONY: install lint typecheck test test-unit bench clean lock
 
 install: $(STAMP)
 
@@ -42,3 +42,11 @@ demo: install
 
 demo-down:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) hack/demo.py down
+
+# Pin the image's dependencies (runtime and build backend) with hashes from pyproject.toml;
+# existing pins are kept unless pyproject.toml needs others (add --upgrade to refresh them).
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links
+lock: install
+	$(PIP_COMPILE) -o requirements.lock pyproject.toml
+	$(PIP_COMPILE) --build-deps-for=wheel --only-build-deps -o requirements-build.lock pyproject.toml
