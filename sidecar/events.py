@@ -129,7 +129,7 @@ class Recorder:
                 "mirror": mirror_name,
                 "reason": event.reason,
                 "type": event.type,
-                "message": event.message,
+                "event_message": event.message,
                 "count": decision.count,
             },
         )

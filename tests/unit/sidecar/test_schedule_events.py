@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from mirrors import logs
 from sidecar.events import Deduper, Recorder
 from sidecar.plan import EventSpec
 from sidecar.schedule import Schedule
@@ -96,3 +101,13 @@ class TestRecorder:
         rec.emit("m", "uid-1", self.event, at(60))  # logged, not raised
         rec.emit("m", "uid-1", self.event, at(90))  # starts afresh
         assert len(kube.events()) == 2
+
+    def test_emitting_logs_at_info_level_as_json(self, caplog: pytest.LogCaptureFixture) -> None:
+        # Regression: an `extra` key named `message` made every emit raise at INFO level.
+        rec = Recorder(FakeKube(), "sidecar-0", timedelta(minutes=10))
+        with caplog.at_level(logging.INFO, logger="mirrors.sidecar"):
+            rec.emit("m", "uid-1", self.event, at(0))
+        [record] = [r for r in caplog.records if r.getMessage() == "event"]
+        line = json.loads(logs.JSONFormatter().format(record))
+        assert line["reason"] == "VaultAuthFailed"
+        assert line["event_message"] == self.event.message
