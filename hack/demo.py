@@ -188,7 +188,7 @@ def scenario1(bin_dir: Path) -> None:
     print()
     say("running in the background (logs and PIDs in .demo/). Reach the cluster with:")
     print(f"  export KUBECONFIG={KUBECONFIG}")
-    print(f"  export PATH={bin_dir}:$PATH ")
+    print(f"  export PATH={bin_dir}:$PATH")
     say("stop everything with:  make demo-down")
 
 
