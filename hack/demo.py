@@ -8,7 +8,7 @@
 `up` starts a detached `python hack/demo.py serve`, which owns etcd + kube-apiserver +
 kube-controller-manager (tests/support/controlplane.py), the hooks (`python -m hooks`) and the
 test driver standing in for Metacontroller (tests/e2e/driver). PIDs, logs and the kubeconfig
-are under .demo/. OpenBao and the Vault sidecar are not part of the demo yet.
+are under .demo/. OpenBao (dev mode) and the Vault sidecar run beside them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.support.openbao import OpenBao
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -78,6 +84,7 @@ def serve() -> None:
     from mirrors import logs
     from tests.e2e.driver import CompositeDriver, Kube, with_hooks_url
     from tests.support.controlplane import ControlPlane, find_binaries, free_port
+    from tests.support.openbao import OpenBao
 
     logs.setup("info")
     bin_dir = find_binaries()
@@ -93,30 +100,88 @@ def serve() -> None:
         kubectl(bin_dir, "wait", "--for=condition=Established", "--timeout=60s",
                 "crd/secretmirrors.mirrors.kts.studio")  # fmt: skip
         port = free_port()
-        with (DEMO / "hooks.log").open("ab") as log:
-            hooks = subprocess.Popen(
-                [sys.executable, "-m", "hooks", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        hooks = spawn("hooks", "-m", "hooks", "--host", "127.0.0.1", "--port", str(port))
+        bao = OpenBao().start()
+        kubectl(bin_dir, "create", "namespace", "mirrors")
+        approle = seed_vault(bao)
+        role_id, secret_id = (f"--from-literal={k}={v}" for k, v in zip(KEYS, approle, strict=True))
+        kubectl(bin_dir, "create", "secret", "generic", "vault-approle", role_id, secret_id)
+        sidecar_port = free_port()
+        sidecar = spawn(
+            "sidecar", "-m", "sidecar", "--kubeconfig", str(cp.kubeconfig),
+            "--controller-namespace", "mirrors", "--host", "127.0.0.1",
+            "--port", str(sidecar_port), "--log-level", "info",
+        )  # fmt: skip
+        children = [hooks, sidecar]
         try:
+            # The sidecar turns status transitions into Events once it leads; scenario 1's
+            # NoSecret comes in the first second.
+            leases = ("get", "lease", "-n", "mirrors", "-o", "name")
+            wait_until(lambda: bool(kubectl(bin_dir, *leases, check=False).strip()), 60, "a leader")
+            wait_until(lambda: ready(f"http://127.0.0.1:{sidecar_port}/readyz"), 60, "the sidecar")
             controller = yaml.safe_load(
                 (ROOT / "metacontroller" / "compositecontroller.yaml").read_text()
             )
             url = f"http://127.0.0.1:{port}"
             with CompositeDriver(Kube(cp.kubeconfig), with_hooks_url(controller, url)):
                 STATE.write_text(json.dumps({
-                    "serve": os.getpid(), "hooks": hooks.pid, "control_plane": cp.pids,
-                    "workdir": str(cp.workdir), "bin_dir": str(bin_dir), "hooks_url": url,
-                    "ready": True,
+                    "serve": os.getpid(), "hooks": hooks.pid, "sidecar": sidecar.pid,
+                    "openbao": bao.proc.pid if bao.proc else None, "vault_addr": bao.addr,
+                    "control_plane": cp.pids, "workdir": str(cp.workdir),
+                    "bin_dir": str(bin_dir), "hooks_url": url, "ready": True,
                 }))  # fmt: skip
                 stop.wait()
         finally:
-            hooks.terminate()
-            try:
-                hooks.wait(10)
-            except subprocess.TimeoutExpired:
-                hooks.kill()
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            bao.close()
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own URL
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out waiting for {what}; logs in {DEMO}")
+        time.sleep(0.2)
+
+
+def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
+    with (DEMO / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def seed_vault(bao: OpenBao) -> tuple[str, str]:
+    """Scenario 2's secret and an AppRole that may read it: what a Vault admin would set up."""
+    bao.api(
+        "POST", "secret/data/myvaultsecret", {"data": {"tls.crt": DEMO_CERT, "tls.key": "demo"}}
+    )
+    bao.put_policy(
+        "mirrors-demo",
+        'path "secret/data/myvaultsecret" { capabilities = ["read", "create", "update"] }\n'
+        'path "sys/internal/ui/mounts/*" { capabilities = ["read"] }',
+    )
+    return bao.approle("mirrors-demo", ["mirrors-demo"])
+
+
+KEYS = ("role-id", "secret-id")
+DEMO_CERT = "-----BEGIN CERTIFICATE-----\nMIIDemo...\n-----END CERTIFICATE-----\n"
 
 
 # -- up / down ------------------------------------------------------------------------------
@@ -156,16 +221,15 @@ def scenario1(bin_dir: Path) -> None:
         print(out, end="", flush=True)
         return out
 
-    def wait_for(what: str, check: object, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():  # type: ignore[operator]
-            if time.monotonic() > deadline:
-                raise SystemExit(f"demo: timed out waiting for {what}; logs in {DEMO}")
-            time.sleep(0.2)
+    def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+        wait_until(check, timeout, what)
 
     def mirror_status() -> str:
         return kubectl(bin_dir, "get", "secretmirror", "mysecret-mirror",
                        "-o", "jsonpath={.status.mirrorStatus}", check=False)  # fmt: skip
+
+    def describe() -> str:
+        return kubectl(bin_dir, "describe", "secretmirror", "mysecret-mirror", check=False)
 
     say("scenario 1 (SCENARIOS.md): the original's manifests, unchanged")
     show("apply", "-f", "examples/mysecret-mirror.yaml")
@@ -185,10 +249,21 @@ def scenario1(bin_dir: Path) -> None:
     print("$ kubectl get secret -A | grep mysecret", flush=True)
     lines = kubectl(bin_dir, "get", "secret", "-A").splitlines()
     print("\n".join([lines[0], *(line for line in lines if "mysecret" in line)]), flush=True)
+    print("$ kubectl describe secretmirror mysecret-mirror | sed -n '/^Events:/,$p'", flush=True)
+    wait_for("the Active event", lambda: "SecretMirror is synced" in describe(), 10)
+    print(describe().split("Events:", 1)[-1].join(["Events:", ""]), flush=True)
     print()
     say("running in the background (logs and PIDs in .demo/). Reach the cluster with:")
     print(f"  export KUBECONFIG={KUBECONFIG}")
     print(f"  export PATH={bin_dir}:$PATH")
+    vault = read_state().get("vault_addr")
+    say("OpenBao runs too, with secret/myvaultsecret and the AppRole Secret default/vault-approle;")
+    say("try scenario 2 (Vault -> namespaces) with only the address changed:")
+    print(
+        f"  sed 's#https://vault.example.com#{vault}#' examples/myvaultsecret-mirror.yaml"
+        " | kubectl apply -f -"
+    )
+    print("  kubectl create ns project-c-main && kubectl get secret -n project-c-main")
     say("stop everything with:  make demo-down")
 
 
@@ -203,7 +278,8 @@ def down(quiet: bool = False) -> None:
         while alive(serve_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Anything the serve process could not stop: by recorded PID only.
-    pids = [state.get("hooks"), *(state.get("control_plane") or [])]  # type: ignore[misc]
+    pids = [state.get(k) for k in ("hooks", "sidecar", "openbao")]
+    pids += list(state.get("control_plane") or [])  # type: ignore[call-overload]
     for pid in [serve_pid, *pids]:
         if isinstance(pid, int) and alive(pid):
             os.kill(pid, signal.SIGKILL)

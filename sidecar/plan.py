@@ -363,11 +363,13 @@ def source_event(previous: SourceState | None, new: SourceState) -> EventSpec | 
 def status_event(previous_reason: str | None, mirror: Mirror) -> EventSpec | None:
     """An Event for a Ready-condition transition written by the hooks (every mirror).
 
-    `previous_reason` None means the mirror was not seen before (start-up): no Event, or a
-    restart would repeat them all.
+    `previous_reason` None means the mirror was not seen before (start-up, or created while
+    the watch re-listed): only a Warning then, so that a broken mirror says so in `kubectl
+    describe` even if its transition happened while no sidecar led; a restart does not repeat
+    the Normal ones.
     """
     reason = mirror.ready_reason
-    if previous_reason is None or reason == previous_reason:
+    if reason == previous_reason or (previous_reason is None and reason == "Synced"):
         return None
     if reason == "SourceNotFound":
         return EventSpec("Warning", "NoSecret", mirror.ready_message)

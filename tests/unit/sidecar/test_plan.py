@@ -309,4 +309,6 @@ class TestEvents:
         )
         assert plan.status_event("", m) == expected
         assert plan.status_event(reason, m) is None  # no transition
-        assert plan.status_event(None, m) is None  # first sight (start-up)
+        # First sight (start-up): warnings only.
+        warning = expected is not None and expected.type == "Warning"
+        assert plan.status_event(None, m) == (expected if warning else None)
