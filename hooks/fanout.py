@@ -13,6 +13,7 @@ from mirrors import selectors
 from mirrors.api import Destination, LabelSelector
 from mirrors.names import (
     CONTROLLER_UID_LABEL,
+    LAST_APPLIED_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MIRROR_ANNOTATION,
@@ -154,9 +155,47 @@ def plan(
             if other is not None and not other.metadata.owned_by(mirror.uid):
                 out.conflicts.append(ns)
                 continue
-        out.children.append(copy.into(ns))
-        (out.synced if mine is not None and is_current(mine, payload) else out.pending).append(ns)
+        if mine is not None and is_current(mine, payload):
+            out.synced.append(ns)
+            out.children.append(copy.into(ns))
+            continue
+        out.pending.append(ns)
+        strays = _stray_keys(mine, payload) if mine is not None else {}
+        tidy = Copy.of(mirror, name, _with(payload, strays)) if strays else copy
+        out.children.append(tidy.into(ns))
     return out
+
+
+def _decode_data(raw: msgspec.Raw) -> dict[str, str]:
+    return msgspec.json.decode(raw, type=dict[str, str])
+
+
+def _stray_keys(observed: Secret, payload: Payload) -> dict[str, str]:
+    """Keys someone added to a copy that Metacontroller's 3-way merge would otherwise keep.
+
+    It removes a key only when the key is in its last-applied record and not desired. So a
+    stray key not yet recorded is returned once as it is (recording it, changing nothing);
+    the sync that follows leaves it out and Metacontroller deletes it.
+    """
+    wanted = _decode_data(payload.data)
+    strays = {k: v for k, v in _decode_data(observed.data).items() if k not in wanted}
+    if not strays:
+        return {}
+    record = observed.metadata.annotation(LAST_APPLIED_ANNOTATION)
+    try:
+        recorded = msgspec.json.decode(record or "{}", type=_Applied).data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        recorded = {}
+    return {k: v for k, v in strays.items() if k not in recorded}
+
+
+class _Applied(msgspec.Struct):
+    data: dict[str, str] = {}
+
+
+def _with(payload: Payload, extra: Mapping[str, str]) -> Payload:
+    data = dict(sorted({**_decode_data(payload.data), **extra}.items()))
+    return Payload(payload.type, msgspec.Raw(msgspec.json.encode(data)), payload.origin)
 
 
 def summary(fan: Fanout) -> tuple[str, str]:

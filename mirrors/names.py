@@ -18,6 +18,9 @@ SOURCE_ANNOTATION = f"{GROUP}/source"
 # selector even before Metacontroller's own labelling, and so the test driver needs no magic.
 CONTROLLER_UID_LABEL = "controller-uid"
 
+# Metacontroller's record of what the hook last returned for a child (its 3-way merge base).
+LAST_APPLIED_ANNOTATION = "metacontroller.k8s.io/last-applied-configuration"
+
 STATE_PREFIX = "mirror-state-"
 _MAX_NAME = 253
 _MAX_LABEL_VALUE = 63

@@ -140,6 +140,19 @@ def test_edited_copy_is_restored_and_deleted_copy_recreated(e2e: E2E) -> None:
     assert after["metadata"]["uid"] != before["metadata"]["uid"]
 
 
+def test_key_added_to_a_copy_is_removed(e2e: E2E) -> None:
+    active_with(e2e, "project-a-stray")
+    stray = {"data": {"injected": base64.b64encode(b"not from the source").decode()}}
+    body = json.dumps(stray)
+    e2e.kubectl("patch", "secret", "mysecret", "-n", "project-a-stray", "--type=merge", "-p", body)
+    wait_copy(e2e, "project-a-stray", SOURCE, timeout=PROMPTLY)
+    eventually(
+        lambda: "project-a-stray" in (e2e.status(MIRROR).get("syncedNamespaces") or []),
+        CONVERGE,
+        "project-a-stray synced again",
+    )
+
+
 def test_foreign_secret_is_untouched_and_reported(e2e: E2E) -> None:
     e2e.create_namespace("project-a-foreign")
     e2e.kubectl(

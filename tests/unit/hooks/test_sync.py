@@ -5,6 +5,7 @@ Scenario 1 and 6 of SCENARIOS.md, with the manifests of examples/ as the user ap
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -430,3 +431,34 @@ def test_long_mirror_names_skip_the_label_but_keep_the_annotation(
     meta = response["children"][0]["metadata"]
     assert "mirrors.kts.studio/mirror" not in meta["labels"]
     assert meta["annotations"]["mirrors.kts.studio/mirror"] == "m" * 100
+
+
+def test_a_key_added_to_a_copy_is_recorded_then_removed(
+    hooks: Hooks, mirror: Obj, source: Obj
+) -> None:
+    """Metacontroller's 3-way merge keeps keys the hook never returned; so a stray key is
+    returned once (it enters the last-applied record), then left out (and deleted)."""
+    tampered = owned_copy(mirror, "project-a-main", source)
+    tampered["data"]["injected"] = "ZXZpbA=="
+
+    first = hooks.sync(
+        sync_request(
+            mirror, children=[tampered], namespaces=namespaces(*CLUSTER), secrets=[source, tampered]
+        )
+    )
+
+    [copy_a, _] = first["children"]
+    assert copy_a["data"] == {**source["data"], "injected": "ZXZpbA=="}
+    assert first["status"]["pendingNamespaces"] == ["project-a-main", "project-b-main"]
+
+    recorded = {"apiVersion": "v1", "kind": "Secret", "data": copy_a["data"]}
+    tampered["metadata"]["annotations"]["metacontroller.k8s.io/last-applied-configuration"] = (
+        json.dumps(recorded)
+    )
+    second = hooks.sync(
+        sync_request(
+            mirror, children=[tampered], namespaces=namespaces(*CLUSTER), secrets=[source, tampered]
+        )
+    )
+
+    assert second["children"][0]["data"] == source["data"]
