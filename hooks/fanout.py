@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from hooks.protocol import Namespace, ObjectMeta, Secret
+from hooks.protocol import Namespace, ObjectMeta, Secret, SyncRequest
 from mirrors import selectors
 from mirrors.api import Destination, LabelSelector
 from mirrors.names import (
@@ -124,21 +124,23 @@ def keep_observed(mirror: ObjectMeta, observed: Mapping[str, Secret]) -> list[Ch
 
 
 def plan(
+    request: SyncRequest,
     *,
-    mirror: ObjectMeta,
     name: str,
     payload: Payload,
     targets: Targets,
-    namespaces: Iterable[Namespace],
-    observed: Mapping[str, Secret],
-    existing: Mapping[str, Secret],
     skip_namespace: str = "",
 ) -> Fanout:
     """One copy per selected namespace, except where a Secret we do not own has the name.
 
-    `observed` are our children, `existing` every Secret of that name (both keyed ns/name).
-    A terminating namespace gets nothing new (creating in it fails) and its copy goes with it.
+    The request's children are our copies, its related Secrets every Secret of that name (both
+    keyed ns/name). A terminating namespace gets nothing new (creating in it fails) and its
+    copy goes with it.
     """
+    mirror = request.parent.metadata
+    observed = request.children.secrets
+    existing = request.related.secrets
+    namespaces = request.related.namespaces.values()
     out = Fanout()
     copy = Copy.of(mirror, name, payload)
     for namespace in sorted(namespaces, key=lambda n: n.metadata.name):

@@ -48,14 +48,7 @@ def _secret_to_namespaces(
         return _respond(request, outcome, children, now, spec.pollPeriodSeconds)
     payload = fanout.Payload(source.type, source.data, f"secret:{source_ns}/{name}")
     fan = fanout.plan(
-        mirror=mirror,
-        name=name,
-        payload=payload,
-        targets=targets,
-        namespaces=request.related.namespaces.values(),
-        observed=request.children.secrets,
-        existing=request.related.secrets,
-        skip_namespace=source_ns,
+        request, name=name, payload=payload, targets=targets, skip_namespace=source_ns
     )
     reason, message = fanout.summary(fan)
     outcome = Outcome(

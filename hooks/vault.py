@@ -97,15 +97,7 @@ def to_namespaces(
         return outcome, fanout.keep_observed(mirror, request.children.secrets)
     name = api.source_name(spec, mirror.name)
     payload = fanout.Payload("Opaque", pub.data, f"vault:{location(vault)}")
-    fan = fanout.plan(
-        mirror=mirror,
-        name=name,
-        payload=payload,
-        targets=targets,
-        namespaces=request.related.namespaces.values(),
-        observed=request.children.secrets,
-        existing=request.related.secrets,
-    )
+    fan = fanout.plan(request, name=name, payload=payload, targets=targets)
     reason, message = fanout.summary(fan)
     source = source_status(vault, current.source)
     if current.error is not None:
