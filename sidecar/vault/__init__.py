@@ -6,18 +6,12 @@ See docs/vault.md. The Kubernetes adapter (the rest of `sidecar`) reads auth mat
 """
 
 from sidecar.vault.clients import Clients, Connection, Credentials, new_hvac_client
-from sidecar.vault.core import (
-    DEFAULT_RENEW_FRACTION,
-    Mount,
-    find_mount,
-    format_time,
-    next_action_at,
-    parse_time,
-    read_source,
-    revoke,
-    write_destination,
-)
 from sidecar.vault.errors import Reason, VaultError
+from sidecar.vault.leases import DEFAULT_RENEW_FRACTION, next_action_at, revoke
+from sidecar.vault.mounts import Mount, find_mount
+from sidecar.vault.reading import read_source
+from sidecar.vault.times import format_time, parse_time
+from sidecar.vault.writing import write_destination
 
 __all__ = [
     "DEFAULT_RENEW_FRACTION",

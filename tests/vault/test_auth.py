@@ -195,3 +195,11 @@ def test_no_secret_in_logs_or_errors(
     assert "vault login" in text
     for secret in (value, token, creds.secret_id, creds.role_id, clients.client(conn, creds).token):
         assert secret not in text
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    creds = Credentials(method="approle", role_id="rid-123", secret_id="sid-456", jwt="jwt-789")
+    conn = Connection(addr="https://vault:8200", ca_pem="-----BEGIN CERTIFICATE-----")
+    text = repr(creds) + repr(conn)
+    for secret in ("rid-123", "sid-456", "jwt-789", "BEGIN"):
+        assert secret not in text
