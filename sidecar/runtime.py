@@ -26,6 +26,8 @@ config: Any = _config  # untyped in the client package
 
 log = logging.getLogger("mirrors.sidecar")
 
+WATCH_JOIN_SECONDS = 0.5  # how long stop() waits for the watch thread (see stop)
+
 
 def api_client(kubeconfig: str = "") -> client.ApiClient:
     """From `kubeconfig`, else the in-cluster config, else $KUBECONFIG / ~/.kube/config."""
@@ -141,6 +143,11 @@ class Sidecar:
         self.stop_event.set()
         self.reconciler.schedule.wake()
         for thread in self.threads:
-            thread.join(timeout)
+            # The watch blocks reading its long-poll stream until the next event or the
+            # server's timeout (minutes) and cannot be interrupted. It only observes (a daemon
+            # thread): waiting for it only delayed every exit by the whole `timeout`. The
+            # dispatcher (in-flight Vault work) and the leader (handing the Lease back) are
+            # waited for.
+            thread.join(WATCH_JOIN_SECONDS if thread.name == "watch" else timeout)
         self.server.shutdown()
         self.server.server_close()
