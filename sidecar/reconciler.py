@@ -33,29 +33,21 @@ from mirrors.state import ErrorState, MirrorState
 from sidecar import metrics, plan
 from sidecar.act import Executor, Result, rfc3339
 from sidecar.events import Recorder
+from sidecar.release import CopiesAPI, release_copies
 from sidecar.schedule import Schedule
 from sidecar.state_store import StateStore
 
 log = logging.getLogger("mirrors.sidecar")
 
 ORPHANED_ONLY = "-"  # as `owner_uid`: delete a state Secret only when nothing owns it
-RELEASE_ATTEMPTS = 3  # patches of one copy per round when it keeps changing under us
 
 
-class MirrorAPI(Protocol):
+class MirrorAPI(CopiesAPI, Protocol):
     def list_mirrors(self) -> tuple[list[dict[str, Any]], str]: ...
 
     def watch_mirrors(self, resource_version: str, timeout_seconds: int) -> Any: ...
 
     def list_secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]: ...
-
-    def list_secrets_everywhere(self, label_selector: str) -> list[dict[str, Any]]: ...
-
-    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def patch_secret(
-        self, namespace: str, name: str, operations: list[dict[str, Any]]
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,79 +371,31 @@ class Reconciler:
     # -- releasing the copies of retained mirrors ----------------------------------------------
 
     def release(self, mirror: plan.Mirror, now: datetime) -> int:
-        """Remove the mirror's ownerReference from each of its copies; return how many.
+        """Release the mirror's copies (`sidecar.release`); announce it, schedule a look again.
 
         Runs while a `deletePolicy: retain` mirror is being deleted (see plan.needs_release),
         again on each watch event and on a short retry while any copy is still owned. Never
-        raises: failures are a Warning Event and a retry.
+        raises: failures are a Warning Event and a retry. Returns how many were released.
         """
         metrics.actions.labels("release").inc()
-        try:
-            found = self.api.list_secrets_everywhere(plan.copies_selector(mirror))
-        except Exception as exc:
-            self._release_failed(mirror, f"listing them: {_describe(exc)}", now)
-            return 0
-        owned = [obj for obj in found if plan.owned_by(obj, mirror.uid)]
-        released, failed = 0, []
-        for obj in owned:
-            meta = obj.get("metadata") or {}
-            where = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-            try:
-                if self._release_one(obj, mirror.uid):
-                    released += 1
-            except Exception as exc:
-                failed.append(f"{where}: {_describe(exc)}")
-        if released:
-            log.info("released copies", extra={"mirror": mirror.name, "copies": released})
-            self._emit(mirror, plan.release_event(released), now)
-        if failed:
-            more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-            detail = f"{len(failed)} of {len(owned)} failed: {failed[0]}{more}"
-            self._release_failed(mirror, detail, now)
-            return released
-        wait = plan.after_release(left=len(owned) - released, failed=False)
+        outcome = release_copies(self.api, mirror)
+        if outcome.released:
+            log.info("released copies", extra={"mirror": mirror.name, "copies": outcome.released})
+            self._emit(mirror, plan.release_event(outcome.released), now)
+        if outcome.failure:
+            log.warning(
+                "could not release copies", extra={"mirror": mirror.name, "error": outcome.failure}
+            )
+            metrics.errors.labels("ReleaseFailed").inc()
+            self._emit(mirror, plan.release_failed_event(outcome.failure), now)
+            wait = plan.after_release(left=1, failed=True)
+        else:
+            wait = plan.after_release(left=outcome.owned - outcome.released, failed=False)
         self.schedule.put(mirror.name, now + timedelta(seconds=wait), only_earlier=True)
-        return released
-
-    def _release_one(self, obj: dict[str, Any], uid: str) -> bool:
-        """Patch one copy free of `uid`; re-read and retry when it changed meanwhile.
-
-        False when it is gone or no longer owned (e.g. the GC orphaned it first).
-        """
-        meta = obj["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        current: dict[str, Any] | None = obj
-        for attempt in range(RELEASE_ATTEMPTS):
-            if current is None or (operations := plan.release_patch(current, uid)) is None:
-                return False
-            try:
-                self.api.patch_secret(namespace, name, operations)
-                return True
-            except Exception as exc:
-                status = getattr(exc, "status", None)
-                if status == 404:
-                    return False
-                # 422: the `test` on resourceVersion failed; 409: a concurrent write.
-                if status not in (409, 422) or attempt == RELEASE_ATTEMPTS - 1:
-                    raise
-            current = self.api.read_secret(namespace, name)
-        return False
-
-    def _release_failed(self, mirror: plan.Mirror, detail: str, now: datetime) -> None:
-        log.warning("could not release copies", extra={"mirror": mirror.name, "error": detail})
-        metrics.errors.labels("ReleaseFailed").inc()
-        self._emit(mirror, plan.release_failed_event(detail), now)
-        wait = plan.after_release(left=1, failed=True)
-        self.schedule.put(mirror.name, now + timedelta(seconds=wait), only_earlier=True)
+        return outcome.released
 
     # -- events ----------------------------------------------------------------------------------
 
     def _emit(self, mirror: plan.Mirror, event: plan.EventSpec, now: datetime) -> None:
         metrics.events.labels(event.reason).inc()
         self.recorder.emit(mirror.name, mirror.uid, event, now)
-
-
-def _describe(exc: BaseException) -> str:
-    """An API failure for an Event: the HTTP status, never the body (it may echo the object)."""
-    status = getattr(exc, "status", None)
-    return f"HTTP {status}" if isinstance(status, int) else type(exc).__name__
