@@ -45,6 +45,20 @@ def call(
         raise translate(exc, what) from None
 
 
+def send(
+    clients: Clients,
+    conn: Connection,
+    creds: Credentials,
+    what: str,
+    *,
+    method: str,
+    path: str,
+    payload: Any = None,
+) -> dict[str, Any]:
+    """`call` with one plain `request`: Vault's answer, {} for an empty one."""
+    return call(clients, conn, creds, what, lambda client: request(client, method, path, payload))
+
+
 def request(client: hvac.Client, method: str, path: str, payload: Any = None) -> dict[str, Any]:
     """One Vault API call through hvac's adapter; {} for an empty (204) answer."""
     kwargs: dict[str, Any] = {}

@@ -93,28 +93,18 @@ def renew(
     if answer is None:
         return None
     duration = int(answer.get("lease_duration") or 0)
+    fields = {
+        "addr": conn.addr,
+        "path": previous.path,
+        "lease": lease_label(previous.leaseId),
+        "lease_duration": duration,
+    }
     if duration < renew_fraction * increment:
         # max_ttl caps the lease before the next renewal point: rotate now, while the
         # current credentials are still valid for the copies being updated.
-        log.info(
-            "vault lease capped by max_ttl",
-            extra={
-                "addr": conn.addr,
-                "path": previous.path,
-                "lease": lease_label(previous.leaseId),
-                "lease_duration": duration,
-            },
-        )
+        log.info("vault lease capped by max_ttl", extra=fields)
         return None
-    log.info(
-        "vault lease renewed",
-        extra={
-            "addr": conn.addr,
-            "path": previous.path,
-            "lease": lease_label(previous.leaseId),
-            "lease_duration": duration,
-        },
-    )
+    log.info("vault lease renewed", extra=fields)
     return SourceState(
         path=previous.path,
         readAt=previous.readAt,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sidecar.vault.calls import call, request
+from sidecar.vault.calls import send
 from sidecar.vault.clients import Clients, Connection, Credentials
 from sidecar.vault.errors import ERROR, NOT_FOUND, VaultError
 
@@ -51,13 +51,8 @@ def find_mount(clients: Clients, conn: Connection, creds: Credentials, path: str
     cached = clients.cached_mount(conn, creds, path)
     if isinstance(cached, Mount):
         return cached
-    answer = call(
-        clients,
-        conn,
-        creds,
-        f"looking up the mount of {path!r} at {conn.addr}",
-        lambda client: request(client, "GET", f"sys/internal/ui/mounts/{path}"),
-    )
+    what = f"looking up the mount of {path!r} at {conn.addr}"
+    answer = send(clients, conn, creds, what, method="GET", path=f"sys/internal/ui/mounts/{path}")
     data = answer.get("data") or {}
     mount_path = str(data.get("path") or "").strip("/")
     if not mount_path:

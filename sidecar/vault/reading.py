@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mirrors.state import SourceState, content_hash
-from sidecar.vault.calls import call, request
+from sidecar.vault.calls import send
 from sidecar.vault.clients import Clients, Connection, Credentials
 from sidecar.vault.errors import NOT_FOUND, VaultError
 from sidecar.vault.leases import DEFAULT_RENEW_FRACTION, lease_label, next_action_at, renew
@@ -126,12 +126,8 @@ def _read_once(
     where = f"reading {path!r} at {conn.addr}"
     if mount.kv_version == 2:
         relative = mount.secret(path, where)
-        answer = call(
-            clients,
-            conn,
-            creds,
-            where,
-            lambda client: request(client, "GET", f"{mount.path}data/{relative}"),
+        answer = send(
+            clients, conn, creds, where, method="GET", path=f"{mount.path}data/{relative}"
         )
         body = answer.get("data") or {}
         if not isinstance(body.get("data"), dict):
@@ -143,7 +139,7 @@ def _read_once(
     api_path = path
     if mount.kv_version == 1:
         api_path = mount.path + mount.secret(path, where)
-    answer = call(clients, conn, creds, where, lambda client: request(client, "GET", api_path))
+    answer = send(clients, conn, creds, where, method="GET", path=api_path)
     if not isinstance(answer.get("data"), dict):
         raise VaultError(NOT_FOUND, f"{where}: no data at this path")
     return answer, mount

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from mirrors.state import DestinationState, content_hash
-from sidecar.vault.calls import call, request
+from sidecar.vault.calls import send
 from sidecar.vault.clients import Clients, Connection, Credentials
 from sidecar.vault.errors import ERROR, VaultError
 from sidecar.vault.mounts import find_mount, normalize
@@ -55,23 +55,19 @@ def write_destination(  # noqa: PLR0917 - the adapter's interface
     relative = mount.secret(key, where)
     secret_version: int | None = None
     if mount.kv_version == 2:
-        answer = call(
+        answer = send(
             clients,
             conn,
             creds,
             where,
-            lambda client: request(client, "POST", f"{mount.path}data/{relative}", {"data": text}),
+            method="POST",
+            path=f"{mount.path}data/{relative}",
+            payload={"data": text},
         )
         version = (answer.get("data") or {}).get("version")
         secret_version = int(version) if isinstance(version, int) else None
     else:
-        call(
-            clients,
-            conn,
-            creds,
-            where,
-            lambda client: request(client, "POST", mount.path + relative, text),
-        )
+        send(clients, conn, creds, where, method="POST", path=mount.path + relative, payload=text)
     log.info(
         "vault secret written",
         extra={
