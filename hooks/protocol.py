@@ -66,8 +66,16 @@ class NamespaceStatus(msgspec.Struct, frozen=True, gc=False):
     phase: str = ""
 
 
+class NamespaceMeta(msgspec.Struct, frozen=True, gc=False):
+    """Only what fan-out reads: a request carries thousands of Namespaces."""
+
+    name: str = ""
+    labels: dict[str, str] = {}
+    deletionTimestamp: str | None = None
+
+
 class Namespace(msgspec.Struct, frozen=True, gc=False):
-    metadata: ObjectMeta
+    metadata: NamespaceMeta
     status: NamespaceStatus = NamespaceStatus()
 
     @property
