@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,9 @@ def child_key(obj: Obj) -> str:
 def sync_request(
     parent: Obj,
     *,
-    children: list[Obj] = (),  # type: ignore[assignment]
-    namespaces: list[Obj] = (),  # type: ignore[assignment]
-    secrets: list[Obj] = (),  # type: ignore[assignment]
+    children: Sequence[Obj] = (),
+    namespaces: Sequence[Obj] = (),
+    secrets: Sequence[Obj] = (),
     finalizing: bool = False,
 ) -> Obj:
     """A Metacontroller v2 sync/finalize request body."""
