@@ -107,7 +107,7 @@ class Executor:
     ) -> SourceState:
         conn, creds = self._resolve(vault, spec, "spec.source.vault")
         previous = source if source is not None and source.path == vault.path else None
-        result.data, new = self.vault.read_source(
+        read, new = self.vault.read_source(
             conn,
             creds,
             vault.path,
@@ -116,6 +116,8 @@ class Executor:
             previous_data=data if previous is not None else None,
             poll_period=float(spec.pollPeriodSeconds),
         )
+        plan.check_secret_keys(read, vault.path)
+        result.data = read
         if new != previous:  # the core hands `previous` back when nothing was due
             event = plan.source_event(previous, new)
             if event is None:

@@ -7,6 +7,7 @@ that decides behaviour lives here so that it is unit-tested without any server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,21 @@ class InputError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+def check_secret_keys(data: Mapping[str, bytes], path: str) -> None:
+    """Vault keys become Secret keys (the copies, the state Secret); the API server refuses
+    any other character, which would fail every write with a bare 422."""
+    for key in sorted(data):
+        if not _SECRET_KEY.fullmatch(key):
+            raise InputError(
+                "InvalidData",
+                f"key {key!r} of {path} cannot be a Kubernetes Secret key "
+                "(letters, digits, '-', '_' and '.' only)",
+            )
 
 
 @dataclass(frozen=True, slots=True)

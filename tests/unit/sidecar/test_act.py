@@ -83,6 +83,24 @@ def test_vault_failure_keeps_the_last_good_data_and_records_the_error() -> None:
     assert recovered.state.error is None
 
 
+def test_a_vault_key_that_cannot_be_a_secret_key_is_invalid_data_and_keeps_the_copies() -> None:
+    h = Harness(vault_source("secret/data/app"))
+    h.vault.kv["secret/data/app"] = {"password": b"test"}
+    h.run(T0)
+    h.vault.kv["secret/data/app"] = {"password": b"new", "my key": b"x"}
+
+    result = h.run(T0 + timedelta(minutes=3))
+
+    assert result.error_reason == "InvalidData"
+    assert result.data == {"password": b"test"}
+    assert result.state is not None
+    assert result.state.error is not None
+    assert result.state.error.message == (
+        "key 'my key' of secret/data/app cannot be a Kubernetes Secret key "
+        "(letters, digits, '-', '_' and '.' only)"
+    )
+
+
 def test_missing_auth_secret_is_no_secret_and_nothing_reaches_vault() -> None:
     h = Harness(vault_source(), secrets=FakeSecrets())
     result = h.run(T0)
