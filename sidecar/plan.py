@@ -261,6 +261,10 @@ def urgent(mirror: Mirror, state: MirrorState | None) -> bool:
         return False
     if not mirror.involves_vault:
         return state is not None
+    if mirror.spec.source.type == "secret" and mirror.ready_reason == "VaultPending":
+        # The hooks saw the source Secret differ from what was written (Metacontroller
+        # watches it; the sidecar only GETs it): push now, not at the next poll.
+        return True
     return state is None or state.generation != mirror.generation
 
 

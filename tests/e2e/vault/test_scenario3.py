@@ -89,6 +89,25 @@ def test_namespace_to_vault(e2e: E2E, ve: VaultE2E) -> None:
     )
     assert status["mirrorStatus"] == "Active"
 
+    # And at once, not at the next poll: Metacontroller sees the source change, the hooks say
+    # the Vault copy is behind, the sidecar sees that on its watch and pushes.
+    slow = json.dumps({"spec": {"pollPeriodSeconds": 600}})
+    e2e.kubectl("patch", "secretmirror", MIRROR, "--type=merge", "-p", slow)
+    eventually(
+        lambda: (
+            e2e.status(MIRROR).get("observedGeneration")
+            == e2e.mirror(MIRROR)["metadata"]["generation"]
+            and e2e.status(MIRROR).get("mirrorStatus") == "Active"
+        ),
+        15,
+        "the slow poll period seen",
+    )
+    third = {**changed, "password": "test-3"}
+    patch = {"data": {k: base64.b64encode(third[k].encode()).decode() for k in third}}
+    e2e.kubectl("patch", "secret", "mysecret", "-n", "default", "-p", json.dumps(patch))
+    eventually(lambda: ve.world.kv_get(bao, KV) == third, 10, "change in Vault, promptly")
+    wait_status(e2e, MIRROR, "Active")
+
     # Nothing is written in the cluster by a Vault destination.
     mirror_uid = e2e.mirror(MIRROR)["metadata"]["uid"]
     owned = e2e.cluster.json("get", "secrets", "-A", "-l", f"controller-uid={mirror_uid}")

@@ -180,6 +180,14 @@ class TestUrgent:
         assert plan.urgent(mirror(vault_source(), generation=2), MirrorState(generation=1))
         assert not plan.urgent(mirror(vault_source()), MirrorState(generation=1))
 
+    def test_a_source_the_hooks_see_unwritten_is_pushed_at_once(self) -> None:
+        pending = ("VaultPending", "waiting for the sidecar to write http://v/secret/data/p")
+        written = MirrorState(generation=1)
+        assert plan.urgent(mirror(vault_destination(), ready=pending), written)
+        assert not plan.urgent(mirror(vault_destination(), ready=("Synced", "written")), written)
+        # A Vault source waiting for its first read is urgent anyway; later, the poll decides.
+        assert not plan.urgent(mirror(vault_source(), ready=pending), written)
+
     def test_deletion(self) -> None:
         m = mirror(vault_source(), deleting=True)
         assert plan.urgent(m, MirrorState(generation=1))
