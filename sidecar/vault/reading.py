@@ -65,7 +65,7 @@ def read_source(
             extra={"addr": conn.addr, "path": path, "lease": lease_label(previous.leaseId)},
         )
 
-    answer, mount = _read_once(clients, conn, creds, key)
+    answer, mount = read_once(clients, conn, creds, key)
     data = encode_values(answer["data"], f"reading {path!r} at {conn.addr}")
     digest = content_hash(data)
     version = 1
@@ -118,7 +118,7 @@ def read_source(
     return data, state
 
 
-def _read_once(
+def read_once(
     clients: Clients, conn: Connection, creds: Credentials, path: str
 ) -> tuple[dict[str, Any], Mount]:
     """Read `path`; returns (Vault's answer, mount). The answer's `data` is the secret."""

@@ -177,6 +177,28 @@ def test_write_only_when_content_changes(bao: OpenBao, clients: Clients) -> None
     assert forced.secretVersion == 3
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_destination_changed_or_deleted_behind_our_back_is_written_again(
+    bao: OpenBao, clients: Clients, version: int
+) -> None:
+    mount = unique("kv")
+    bao.enable_kv(mount, version)
+    conn, creds = root(bao)
+    path = f"{mount}/pushed"
+    api_path = f"{mount}/data/pushed" if version == 2 else f"{mount}/pushed"
+    first = write_destination(clients, conn, creds, path, {"k": b"ours"}, None, now=now())
+    bao.api("POST", api_path, {"data": {"k": "theirs"}} if version == 2 else {"k": "theirs"})
+
+    repaired = write_destination(clients, conn, creds, path, {"k": b"ours"}, first, now=now())
+
+    assert read_back(bao, mount, version, "pushed") == {"k": "ours"}
+    assert repaired is not first
+    bao.api("DELETE", api_path)
+    again = write_destination(clients, conn, creds, path, {"k": b"ours"}, repaired, now=now())
+    assert read_back(bao, mount, version, "pushed") == {"k": "ours"}
+    assert write_destination(clients, conn, creds, path, {"k": b"ours"}, again, now=now()) is again
+
+
 def test_missing_secret_mount_and_deleted_version(bao: OpenBao, clients: Clients) -> None:
     mount = unique("kv")
     bao.enable_kv(mount, 2)
