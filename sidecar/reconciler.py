@@ -219,10 +219,14 @@ class Reconciler:
                     busy = mirror.name in self._inflight
                 if busy and not starting:
                     return  # the running action schedules the next one
-                spread = timedelta(
-                    seconds=self.rng.uniform(0, self.settings.startup_spread_seconds)
-                )
-                self.schedule.put(mirror.name, self._first_run(mirror, state, now) + spread)
+                first = self._first_run(mirror, state, now)
+                leased = state is not None and state.source is not None and state.source.leaseId
+                if not (leased and first <= now):
+                    # Spread the polls of a restart; a lease already due must not wait.
+                    first += timedelta(
+                        seconds=self.rng.uniform(0, self.settings.startup_spread_seconds)
+                    )
+                self.schedule.put(mirror.name, first)
         else:
             self.schedule.discard(mirror.name)
 

@@ -21,21 +21,30 @@ NS = "mirrors"
 
 
 class World:
-    def __init__(self, now: datetime | None = None) -> None:
+    def __init__(
+        self,
+        now: datetime | None = None,
+        spread: float = 0,
+        *,
+        restart_of: World | None = None,
+    ) -> None:
         self.now = now or datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
-        self.kube = FakeKube()
-        self.kube.objects[("Secret", "default", "approle")] = {
-            "metadata": {"name": "approle", "namespace": "default"},
-            "data": {"role-id": "cg==", "secret-id": "cw=="},
-        }
-        self.vault = FakeVault()
+        if restart_of is not None:  # a new sidecar process: same cluster and Vault
+            self.kube, self.vault = restart_of.kube, restart_of.vault
+        else:
+            self.kube = FakeKube()
+            self.kube.objects[("Secret", "default", "approle")] = {
+                "metadata": {"name": "approle", "namespace": "default"},
+                "data": {"role-id": "cg==", "secret-id": "cw=="},
+            }
+            self.vault = FakeVault()
         self.leading = True
         self.r = Reconciler(
             self.kube,
             Executor(self.vault, _Reader(self.kube), service_account_token=lambda: ""),
             StateStore(self.kube, NS),
             Recorder(self.kube, "test", timedelta(minutes=10)),
-            Settings(controller_namespace=NS, workers=2, startup_spread_seconds=0),
+            Settings(controller_namespace=NS, workers=2, startup_spread_seconds=spread),
             leading=lambda: self.leading,
             clock=lambda: self.now,
             rng=random.Random(1),
@@ -94,6 +103,27 @@ def test_a_vault_mirror_is_read_published_and_polled_with_jitter() -> None:
     w.now = due
     assert w.run_due() == ["app"]
     assert len(w.kube.writes) == writes  # nothing changed: no write
+
+
+def test_a_restart_spreads_polls_but_not_a_lease_renewal_that_is_due() -> None:
+    first = World()
+    first.vault.kv["secret/data/app"] = {"k": b"1"}
+    first.vault.dynamic["database/creds/app"] = 60
+    first.kube.mirror_items = [
+        mirror_obj("static", vault_source()),
+        mirror_obj("leased", vault_source("database/creds/app")),
+    ]
+    first.start()
+    first.run_due()
+
+    # The lease's renewal point (2/3 of 60 s) has passed while the sidecar was down.
+    restarted = World(now=first.now + timedelta(seconds=50), spread=5, restart_of=first)
+    restarted.start()
+
+    assert restarted.r.schedule.due_at("leased") == restarted.now
+    static_due = restarted.r.schedule.due_at("static")
+    assert static_due is not None
+    assert restarted.now < static_due <= restarted.now + timedelta(seconds=5)
 
 
 def test_a_spec_change_is_acted_on_at_once() -> None:
