@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +84,7 @@ def serve() -> None:
     from tests.e2e.driver import CompositeDriver, Kube, with_hooks_url
     from tests.support.controlplane import ControlPlane, find_binaries, free_port
     from tests.support.openbao import OpenBao
+    from tests.support.process import Service
 
     logs.setup("info")
     bin_dir = find_binaries()
@@ -99,26 +99,30 @@ def serve() -> None:
         )
         kubectl(bin_dir, "wait", "--for=condition=Established", "--timeout=60s",
                 "crd/secretmirrors.mirrors.kts.studio")  # fmt: skip
-        port = free_port()
-        hooks = spawn("hooks", "-m", "hooks", "--host", "127.0.0.1", "--port", str(port))
-        bao = OpenBao().start()
-        kubectl(bin_dir, "create", "namespace", "mirrors")
-        approle = seed_vault(bao)
-        role_id, secret_id = (f"--from-literal={k}={v}" for k, v in zip(KEYS, approle, strict=True))
-        kubectl(bin_dir, "create", "secret", "generic", "vault-approle", role_id, secret_id)
-        sidecar_port = free_port()
-        sidecar = spawn(
-            "sidecar", "-m", "sidecar", "--kubeconfig", str(cp.kubeconfig),
-            "--controller-namespace", "mirrors", "--host", "127.0.0.1",
-            "--port", str(sidecar_port), "--log-level", "info",
-        )  # fmt: skip
-        children = [hooks, sidecar]
+        port, sidecar_port = free_port(), free_port()
+        hooks = Service("hooks", DEMO / "hooks.log")
+        sidecar = Service("sidecar", DEMO / "sidecar.log", stop_timeout=20)
+        bao = OpenBao()
         try:
+            hooks.spawn(
+                ["-m", "hooks", "--host", "127.0.0.1", "--port", str(port)],
+                ready_url=f"http://127.0.0.1:{port}/healthz", timeout=30,
+            )  # fmt: skip
+            bao.start()
+            kubectl(bin_dir, "create", "namespace", "mirrors")
+            approle = seed_vault(bao)
+            ids = (f"--from-literal={k}={v}" for k, v in zip(KEYS, approle, strict=True))
+            kubectl(bin_dir, "create", "secret", "generic", "vault-approle", *ids)
+            sidecar.spawn(
+                ["-m", "sidecar", "--kubeconfig", str(cp.kubeconfig),
+                 "--controller-namespace", "mirrors", "--host", "127.0.0.1",
+                 "--port", str(sidecar_port), "--log-level", "info"],
+                ready_url=f"http://127.0.0.1:{sidecar_port}/readyz", timeout=60,
+            )  # fmt: skip
             # The sidecar turns status transitions into Events once it leads; scenario 1's
             # NoSecret comes in the first second.
             leases = ("get", "lease", "-n", "mirrors", "-o", "name")
             wait_until(lambda: bool(kubectl(bin_dir, *leases, check=False).strip()), 60, "a leader")
-            wait_until(lambda: ready(f"http://127.0.0.1:{sidecar_port}/readyz"), 60, "the sidecar")
             controller = yaml.safe_load(
                 (ROOT / "metacontroller" / "compositecontroller.yaml").read_text()
             )
@@ -132,22 +136,9 @@ def serve() -> None:
                 }))  # fmt: skip
                 stop.wait()
         finally:
-            for child in children:
-                child.terminate()
-            for child in children:
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            for child in (hooks, sidecar):
+                child.stop()
             bao.close()
-
-
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own URL
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -156,15 +147,6 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"demo: timed out waiting for {what}; logs in {DEMO}")
         time.sleep(0.2)
-
-
-def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
-    with (DEMO / f"{name}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
 
 
 def seed_vault(bao: OpenBao) -> tuple[str, str]:

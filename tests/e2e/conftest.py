@@ -17,11 +17,8 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +31,7 @@ import yaml
 from mirrors import logs
 from tests.e2e.driver import CompositeDriver, Kube, with_hooks_url
 from tests.support.controlplane import ControlPlane, find_binaries, free_port
+from tests.support.process import Service
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -93,56 +91,21 @@ class Cluster:
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
-class Hooks:
+class Hooks(Service):
     """`python -m hooks` as a subprocess, stopped and killed by PID."""
 
     def __init__(self, host: str, port: int, log_path: Path) -> None:
-        self.host, self.port, self.log_path = host, port, log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("hooks", log_path)
+        self.host, self.port = host, port
 
     @property
     def local_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}"
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout: float = 30.0) -> None:
-        argv = [sys.executable, "-m", "hooks", "--host", self.host, "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hooks exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                with opener.open(self.local_url + "/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hooks not healthy after {timeout}s; see {self.log_path}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        args = ["-m", "hooks", "--host", self.host, "--port", str(self.port)]
+        self.spawn(args, ready_url=self.local_url + "/healthz", timeout=timeout)
 
 
 @dataclass

@@ -16,10 +16,6 @@ import base64
 import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,10 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import E2E, EXAMPLES, ROOT, Cluster, Stack, eventually
+from tests.e2e.conftest import E2E, EXAMPLES, Cluster, Stack, eventually
 from tests.support.controlplane import free_port
 from tests.support.openbao import OpenBao, scrubbed_env
 from tests.support.postgres import Postgres
+from tests.support.process import Service
 
 CONTROLLER_NS = "mirrors"  # the hooks' default --controller-namespace
 SIDECAR_IDENTITY = "e2e-vault-sidecar"
@@ -191,27 +188,19 @@ def world(_scrub_vault_env: None) -> Iterator[World]:
 # --- the sidecar as a process ---------------------------------------------------------------
 
 
-class SidecarProcess:
+class SidecarProcess(Service):
     """`python -m sidecar --kubeconfig ...`, leader-elected, stopped and killed by PID."""
 
     def __init__(self, kubeconfig: Path, log_path: Path, sa_token_path: Path) -> None:
-        self.kubeconfig, self.log_path, self.sa_token_path = kubeconfig, log_path, sa_token_path
+        super().__init__("sidecar", log_path, stop_timeout=20)
+        self.kubeconfig, self.sa_token_path = kubeconfig, sa_token_path
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
         self.home = log_path.parent / "sidecar-home"
         self.home.mkdir(exist_ok=True)
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self, timeout: float = 60.0) -> None:
-        argv = [
-            sys.executable, "-m", "sidecar",
+        args = [
+            "-m", "sidecar",
             "--kubeconfig", str(self.kubeconfig),
             "--controller-namespace", CONTROLLER_NS,
             "--host", "127.0.0.1", "--port", str(self.port),
@@ -223,52 +212,12 @@ class SidecarProcess:
         env = scrubbed_env()
         env["HOME"] = str(self.home)  # no ~/.vault-token
         env.pop("KUBECONFIG", None)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"sidecar exited with {code}; see {self.log_path}")
-            try:
-                with opener.open(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"sidecar not ready after {timeout}s; see {self.log_path}")
-            time.sleep(0.1)
+        self.spawn(args, ready_url=f"http://127.0.0.1:{self.port}/readyz", timeout=timeout, env=env)
 
     def metrics(self) -> str:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
             return str(resp.read().decode())
-
-    def kill(self) -> None:
-        """SIGKILL, by PID, as a crash or an OOM kill would."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-# --- the Kubernetes side --------------------------------------------------------------------
 
 
 @dataclass
