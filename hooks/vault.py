@@ -29,9 +29,13 @@ class Published:
 
 
 def published(request: SyncRequest, controller_namespace: str) -> Published:
-    key = f"{controller_namespace}/{state_secret_name(request.parent.metadata.name)}"
+    parent = request.parent.metadata
+    key = f"{controller_namespace}/{state_secret_name(parent.name)}"
     secret = request.related.secrets.get(key)
-    if secret is None:
+    # Only the state of this very mirror (its uid): a deleted mirror's state Secret may outlive
+    # it (the GC is not instant; --cascade=orphan leaves it ownerless) and would hand the data
+    # of another Vault path to a new mirror of the same name.
+    if secret is None or not secret.metadata.owned_by(parent.uid):
         return Published(None, EMPTY_DATA)
     text = secret.metadata.annotation(state.STATE_ANNOTATION)
     try:

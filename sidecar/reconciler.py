@@ -35,7 +35,7 @@ from sidecar.act import Executor, Result, rfc3339
 from sidecar.events import Recorder
 from sidecar.release import CopiesAPI, release_copies
 from sidecar.schedule import Schedule
-from sidecar.state_store import StateStore
+from sidecar.state_store import StateStore, Stored
 
 log = logging.getLogger("mirrors.sidecar")
 
@@ -202,10 +202,22 @@ class Reconciler:
 
     # -- scheduling ------------------------------------------------------------------------------
 
+    def _stored(self, mirror: plan.Mirror) -> Stored | None:
+        """The mirror's state Secret, if it is this mirror's (owned by its uid).
+
+        A state Secret of a former mirror of the same name (not yet collected by the GC, or
+        left ownerless by --cascade=orphan) holds another source's data and lease: the new
+        mirror starts afresh instead, and its first write takes the Secret over.
+        """
+        stored = self.store.get(mirror.name)
+        if stored is None or not plan.owned_by(stored.body, mirror.uid):
+            return None
+        return stored
+
     def _consider(self, mirror: plan.Mirror, now: datetime, *, starting: bool = False) -> None:
         """Put a mirror in the schedule as its latest version requires."""
         try:
-            stored = self.store.get(mirror.name)
+            stored = self._stored(mirror)
         except Exception as exc:
             log.warning("could not read state", extra={"mirror": mirror.name, "error": str(exc)})
             self.schedule.put(mirror.name, now + timedelta(seconds=plan.ERROR_RETRY_SECONDS))
@@ -298,7 +310,7 @@ class Reconciler:
 
     def _act_on_vault(self, mirror: plan.Mirror, now: datetime) -> Result | None:
         name = mirror.name
-        stored = self.store.get(name)
+        stored = self._stored(mirror)
         state = stored.state if stored else None
         data = stored.data if stored else {}
         action = plan.decide(mirror, state, now=now)

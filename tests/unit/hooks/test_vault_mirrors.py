@@ -29,6 +29,7 @@ def state_secret(mirror: Obj, current: MirrorState, data: dict[str, str] | None 
         data or {},
         annotations={STATE_ANNOTATION: encode(current)},
         labels={"mirrors.kts.studio/state-of": mirror["metadata"]["name"]},
+        owner=mirror,
     )
 
 
@@ -140,12 +141,34 @@ def test_damaged_state_is_an_error_that_keeps_copies(hooks: Hooks, mirror: Obj) 
         "mirror-state-myvaultsecret-mirror",
         {},
         annotations={STATE_ANNOTATION: "{not json"},
+        owner=mirror,
     )
 
     response = hooks.sync(sync_request(mirror, namespaces=PROJECT_C, secrets=[damaged]))
 
     assert response["status"]["mirrorStatus"] == "Error"
     assert response["status"]["conditions"][0]["reason"] == "StateUnreadable"
+
+
+@pytest.mark.parametrize("owner", ["another-uid", None])
+def test_a_state_secret_of_another_mirror_is_not_served(
+    hooks: Hooks, mirror: Obj, owner: str | None
+) -> None:
+    # A mirror deleted and created again under the same name (or a state Secret orphaned by
+    # --cascade=orphan): the old state Secret may still exist, holding the data of another
+    # Vault path. It must not reach the new mirror's namespaces.
+    published = state_secret(mirror, MirrorState(generation=1, source=read()), CREDS)
+    meta = published["metadata"]
+    if owner is None:
+        del meta["ownerReferences"]
+    else:
+        meta["ownerReferences"][0]["uid"] = owner
+
+    response = hooks.sync(sync_request(mirror, namespaces=PROJECT_C, secrets=[published]))
+
+    assert response["children"] == []
+    assert response["status"]["mirrorStatus"] == "Pending"
+    assert "source" not in response["status"]
 
 
 class TestSecretToVault:

@@ -15,6 +15,7 @@ from sidecar.act import Executor
 from sidecar.events import Recorder
 from sidecar.reconciler import Reconciler, Settings
 from sidecar.state_store import StateStore
+from sidecar.vault import VaultError
 from tests.unit.sidecar.fakes import UID, ApiError, FakeKube, FakeVault, mirror_obj, vault_source
 
 NS = "mirrors"
@@ -154,6 +155,32 @@ def test_errors_are_recorded_with_an_event_and_retried() -> None:
     assert st.error.reason == "VaultNotFound"
     assert w.reasons() == ["VaultError"]
     assert w.r.schedule.due_at("app") is not None
+
+
+def test_the_state_of_a_former_mirror_of_the_same_name_is_not_taken_over() -> None:
+    # A mirror deleted and created again under its name while its old state Secret still
+    # exists (the GC has not got to it, or --cascade=orphan left it): the new mirror must not
+    # inherit the old Vault data, or the hooks would fan it out as the new mirror's.
+    w = World()
+    w.vault.kv["secret/data/app"] = {"password": b"old-secret"}
+    w.kube.mirror_items = [mirror_obj("app", vault_source())]
+    w.start()
+    w.run_due()
+    assert w.kube.objects[("Secret", NS, "mirror-state-app")]["data"]
+
+    again = mirror_obj("app", vault_source("secret/data/new"), uid="another-uid")
+    w.kube.mirror_items = [again]
+    w.vault.fail = VaultError("VaultAuthFailed", "login refused")
+    w.r.relist()
+    w.r.act("app")
+
+    body = w.kube.objects[("Secret", NS, "mirror-state-app")]
+    assert [o["uid"] for o in body["metadata"]["ownerReferences"]] == ["another-uid"]
+    assert not body.get("data")
+    st = w.state("app")
+    assert st is not None
+    assert st.source is None
+    assert st.error is not None
 
 
 def test_an_unexpected_exception_does_not_stop_the_loop() -> None:
