@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hooks.fanout import Targets
 from mirrors import api, selectors
 from mirrors.names import state_secret_name
 
@@ -51,6 +52,10 @@ def related_resources(
 def customize(raw_spec: bytes, mirror_name: str, controller_namespace: str) -> dict[str, Any]:
     try:
         spec = api.decode_spec(raw_spec)
+        # Validate as sync does: a rule built from a bad selector would make Metacontroller
+        # fail before calling sync, and the mirror would never show the error.
+        api.check_spec(spec)
+        Targets.of(spec.destination)
     except api.SpecError:
         # Sync reports the error; with no rules it still sees (and keeps) the children.
         return {"relatedResources": []}

@@ -96,3 +96,20 @@ def test_undecodable_spec_asks_for_nothing(hooks: Hooks, spec: dict[str, Any]) -
     mirror["spec"].update(spec)
 
     assert customize(hooks, mirror) == []
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"matchExpressions": [{"key": "team", "operator": "In"}]},
+        {"matchLabels": {"not a key": "a"}},
+    ],
+)
+def test_selector_the_api_server_would_reject_is_not_passed_on(
+    hooks: Hooks, selector: dict[str, Any]
+) -> None:
+    # Metacontroller would fail listing with it and never call sync, which reports the error.
+    mirror = as_stored(load_example("mysecret-mirror.yaml"))
+    mirror["spec"]["destination"]["namespaceSelector"] = selector
+
+    assert customize(hooks, mirror) == []

@@ -59,3 +59,39 @@ def test_to_api_renders_a_kubernetes_label_selector() -> None:
         ],
     }
     assert to_api(LabelSelector()) == {}
+
+
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        (LabelSelector(matchLabels={"bad key": "a"}), r"'bad key' is not a valid label key"),
+        (LabelSelector(matchLabels={"-team": "a"}), "not a valid label key"),
+        (LabelSelector(matchLabels={"Example.com/team": "a"}), r"\(bad prefix\)"),
+        (LabelSelector(matchLabels={"/team": "a"}), r"\(bad prefix\)"),
+        (LabelSelector(matchLabels={"team": "a b"}), r"^sel.matchLabels\[team\]: 'a b' is not"),
+        (LabelSelector(matchLabels={"team": "x" * 64}), "not a valid label value"),
+        (
+            LabelSelector(matchExpressions=(requirement("team", "In", "ok", "-no"),)),
+            r"^sel.matchExpressions\[0\].values: '-no' is not a valid label value",
+        ),
+        (
+            LabelSelector(matchExpressions=(requirement("a/b/c", "Exists"),)),
+            r"^sel.matchExpressions\[0\].key: 'a/b/c' is not a valid label key",
+        ),
+    ],
+)
+def test_label_syntax_the_api_server_rejects_is_rejected(
+    selector: LabelSelector, message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        check_selector(selector, "sel")
+
+
+def test_valid_label_syntax_passes() -> None:
+    check_selector(
+        LabelSelector(
+            matchLabels={"mirrors.kts.studio/registry": "enabled", "empty": "", "a_b.c-d": "X.1"},
+            matchExpressions=(requirement("kubernetes.io/metadata.name", "In", "a-1"),),
+        ),
+        "sel",
+    )
