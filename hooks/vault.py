@@ -44,6 +44,11 @@ def published(request: SyncRequest, controller_namespace: str) -> Published:
         return Published(None, secret.data, damaged=f"state Secret {key} is unreadable: {exc}")
 
 
+def _moved(recorded: str, vault: api.VaultSpec) -> bool:
+    """Whether the spec's path changed since the sidecar read or wrote `recorded`."""
+    return recorded.strip("/") != vault.path.strip("/")
+
+
 def location(vault: api.VaultSpec) -> str:
     return f"{vault.addr.rstrip('/')}/{vault.path.lstrip('/')}"
 
@@ -91,6 +96,10 @@ def to_namespaces(
     assert vault is not None  # checked by api.check_spec
     mirror = request.parent.metadata
     current = pub.state
+    if current is not None and current.source is not None and _moved(current.source.path, vault):
+        # The data is of the path before the spec changed: copies of it must not reach new
+        # namespaces, nor status claim the new path, until the sidecar has read it.
+        current = msgspec.structs.replace(current, source=None)
     if current is None or current.source is None:
         if pub.damaged:
             outcome = Outcome("Error", "StateUnreadable", pub.damaged)
@@ -130,11 +139,17 @@ def to_vault(
         return Outcome("Error", "StateUnreadable", pub.damaged), kept
     if current is None:
         return _waiting(f"write {location(vault)}"), kept
-    if spec.source.type == "vault":
+    source_vault = spec.source.vault
+    if spec.source.type == "vault" and source_vault is not None:
+        if current.source is not None and _moved(current.source.path, source_vault):
+            # read before the path changed: not what the destination should hold now
+            current = msgspec.structs.replace(current, source=None)
         if current.source is None:
             return (_failed(current.error) if current.error else _waiting("read the source")), kept
         wanted = current.source.contentHash
     written = current.destination
+    if written is not None and _moved(written.path, vault):
+        written = None  # written before the path changed: the new path is not written yet
     details = {"destination": destination_status(vault, written)} if written else {}
     if current.error is not None:
         outcome = _failed(current.error)

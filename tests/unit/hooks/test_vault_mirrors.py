@@ -171,6 +171,28 @@ def test_a_state_secret_of_another_mirror_is_not_served(
     assert "source" not in response["status"]
 
 
+def test_data_of_the_path_before_a_spec_change_is_not_fanned_out(hooks: Hooks, mirror: Obj) -> None:
+    # spec.source.vault.path changed; the sidecar has not read the new path yet.
+    mirror["spec"]["source"]["vault"]["path"] = "secret/data/other"
+    published = state_secret(mirror, MirrorState(generation=1, source=read()), CREDS)
+    kept = secret("project-c-main", "myvaultsecret-sync", CREDS, owner=mirror)
+
+    response = hooks.sync(
+        sync_request(mirror, children=[kept], namespaces=PROJECT_C, secrets=[published])
+    )
+
+    children = response["children"]
+    assert [(c["metadata"]["namespace"], c["data"]) for c in children] == [
+        ("project-c-main", kept["data"])
+    ]  # the observed copy stays; the new namespace waits for the new path's data
+    status = response["status"]
+    assert status["mirrorStatus"] == "Pending"
+    assert status["message"] == (
+        "waiting for the sidecar to read https://vault.example.com/secret/data/other"
+    )
+    assert "source" not in status
+
+
 class TestSecretToVault:
     @pytest.fixture
     def reverse(self) -> Obj:
@@ -226,6 +248,23 @@ class TestSecretToVault:
         assert response["status"]["mirrorStatus"] == "Pending"
         assert response["status"]["conditions"][0]["reason"] == "VaultPending"
 
+    def test_a_write_to_the_path_before_a_spec_change_does_not_count(
+        self, hooks: Hooks, reverse: Obj, source: Obj
+    ) -> None:
+        digest = content_hash({k: v.encode() for k, v in CREDS.items()})
+        reverse["spec"]["destination"]["vault"]["path"] = "secret/data/other"
+
+        response = hooks.sync(
+            sync_request(reverse, secrets=[source, self.written(reverse, digest)])
+        )
+
+        status = response["status"]
+        assert status["mirrorStatus"] == "Pending"
+        assert status["message"] == (
+            "waiting for the sidecar to write https://vault.example.com/secret/data/other"
+        )
+        assert "destination" not in status
+
 
 def test_vault_to_vault_is_active_once_the_read_is_written(hooks: Hooks) -> None:
     mirror = as_stored(load_example("secretmirror-from-vault-to-vault.yaml"))
@@ -242,6 +281,42 @@ def test_vault_to_vault_is_active_once_the_read_is_written(hooks: Hooks) -> None
     assert response["status"]["message"] == (
         "written to https://vault2.example.com/secret/data/mysecret"
     )
+
+
+def test_a_failed_read_of_a_changed_path_is_an_error_that_keeps_copies(
+    hooks: Hooks, mirror: Obj
+) -> None:
+    mirror["spec"]["source"]["vault"]["path"] = "secret/data/missing"
+    failing = MirrorState(
+        generation=2,
+        source=read(),
+        error=ErrorState(reason="NoSecret", message="nothing at secret/data/missing", at="t"),
+    )
+    published = state_secret(mirror, failing, CREDS)
+    kept = secret("project-c-main", "myvaultsecret-sync", CREDS, owner=mirror)
+
+    response = hooks.sync(
+        sync_request(mirror, children=[kept], namespaces=PROJECT_C, secrets=[published])
+    )
+
+    assert [c["metadata"]["namespace"] for c in response["children"]] == ["project-c-main"]
+    assert response["status"]["mirrorStatus"] == "Error"
+    assert response["status"]["message"] == "nothing at secret/data/missing"
+
+
+def test_vault_to_vault_waits_for_a_read_of_a_changed_source_path(hooks: Hooks) -> None:
+    mirror = as_stored(load_example("secretmirror-from-vault-to-vault.yaml"))
+    mirror["spec"]["source"]["vault"]["path"] = "secret/data/other"
+    source = read(path="secret/data/mysecret")
+    dest = DestinationState(
+        path="secret/data/mysecret", writtenAt="t", contentHash=source.contentHash
+    )
+    published = state_secret(mirror, MirrorState(generation=1, source=source, destination=dest))
+
+    response = hooks.sync(sync_request(mirror, secrets=[published]))
+
+    assert response["status"]["mirrorStatus"] == "Pending"
+    assert response["status"]["message"] == "waiting for the sidecar to read the source"
 
 
 class TestFinalizeWithALease:
