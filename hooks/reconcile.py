@@ -50,6 +50,12 @@ def _secret_to_namespaces(
     fan = fanout.plan(
         request, name=name, payload=payload, targets=targets, skip_namespace=source_ns
     )
+    source_key = f"{source_ns}/{name}"
+    if (own := request.children.secrets.get(source_key)) is not None:
+        # source.namespace was moved to a namespace holding one of our copies: that copy is
+        # the source now. Leaving it out would make Metacontroller delete it, so it is kept
+        # as it is (it stays owned by the mirror; see docs/hooks.md).
+        fan.children.extend(fanout.keep_observed(mirror, {source_key: own}))
     reason, message = fanout.summary(fan)
     outcome = Outcome(
         "Active",

@@ -213,6 +213,27 @@ def test_source_namespace_never_gets_a_copy_of_its_own_source(
     assert len(response["children"]) == 4
 
 
+def test_moving_the_source_to_a_namespace_holding_a_copy_keeps_that_copy(
+    hooks: Hooks, mirror: Obj, source: Obj
+) -> None:
+    # spec.source.namespace: default -> project-a-main, where this mirror made a copy. That
+    # copy is the source now; leaving it out of the answer would make Metacontroller delete it.
+    copies = [owned_copy(mirror, ns, source) for ns in ("project-a-main", "project-b-main")]
+    mirror["spec"]["source"]["namespace"] = "project-a-main"
+
+    response = hooks.sync(
+        sync_request(
+            mirror, children=copies, namespaces=namespaces(*CLUSTER), secrets=[source, *copies]
+        )
+    )
+
+    children = {c["metadata"]["namespace"]: c for c in response["children"]}
+    assert sorted(children) == ["project-a-main", "project-b-main"]
+    assert children["project-a-main"]["data"] == copies[0]["data"]
+    assert response["status"]["mirrorStatus"] == "Active"
+    assert response["status"]["source"]["namespace"] == "project-a-main"
+
+
 def test_changed_source_data_reaches_every_copy(hooks: Hooks, mirror: Obj, source: Obj) -> None:
     copies = [owned_copy(mirror, ns, source) for ns in ("project-a-main", "project-b-main")]
     changed = secret("default", "mysecret", {"username": "hellothere", "password": "obiwan"})
