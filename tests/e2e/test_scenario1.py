@@ -285,6 +285,30 @@ def _released_events(e2e: E2E, uid: str) -> list[str]:
     return [e["message"] for e in events["items"] if e["reason"] == "CopiesReleased"]
 
 
+def _events(e2e: E2E, uid: str) -> list[tuple[str, str, str]]:
+    found = e2e.cluster.json(
+        "get", "events", "-n", "default", "--field-selector", f"involvedObject.uid={uid}"
+    )
+    return sorted((e["type"], e["reason"], e["message"]) for e in found["items"])
+
+
+def test_describe_shows_the_original_events(e2e: E2E) -> None:
+    """The transcript's Events: Warning NoSecret while the source is missing, then Normal
+    Active once synced, as `kubectl describe secretmirror` lists them."""
+    with _sidecar(e2e, "mirrors-events"):
+        e2e.apply_example("mysecret-mirror.yaml")
+        uid = e2e.mirror(MIRROR)["metadata"]["uid"]
+        missing = ("Warning", "NoSecret", NOT_FOUND)
+        eventually(lambda: missing in _events(e2e, uid), CONVERGE, "NoSecret event")
+        e2e.apply_example("mysecret.yaml")
+        synced = ("Normal", "Active", "SecretMirror is synced")
+        eventually(lambda: synced in _events(e2e, uid), CONVERGE, "Active event")
+    assert _events(e2e, uid) == sorted([missing, synced])  # one of each, nothing else
+    described = e2e.kubectl("describe", "secretmirror", MIRROR)
+    assert re.search(r"Warning\s+NoSecret\s.*" + re.escape(NOT_FOUND), described), described
+    assert re.search(r"Normal\s+Active\s.*SecretMirror is synced", described), described
+
+
 def test_retain_keeps_the_copies_without_owner(e2e: E2E) -> None:
     """A plain `kubectl delete` (propagationPolicy Background: the GC deletes every copy still
     owned by the mirror once it is gone). The finalize hook holds the deletion until the

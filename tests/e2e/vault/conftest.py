@@ -43,18 +43,21 @@ SECRET_ID = "0e2e0000-0000-4000-8000-00000000a002"
 ROLE_ID_2 = "0e2e0000-0000-4000-8000-00000000b001"
 SECRET_ID_2 = "0e2e0000-0000-4000-8000-00000000b002"
 
+# The database engine is mounted at `mongodb/`, so scenario 4's manifest keeps its path
+# (`mongodb/creds/somedb`) unchanged; PostgreSQL plays MongoDB's part behind it.
+DB_MOUNT = "mongodb"
 DB_ROLE = "somedb"
-DB_PATH = f"database/creds/{DB_ROLE}"
+DB_PATH = f"{DB_MOUNT}/creds/{DB_ROLE}"
 DB_DEFAULT_TTL = 6
 DB_MAX_TTL = 20
 DB_SLOW_ROLE = "slowdb"  # long leases: restarts without racing max_ttl
-DB_SLOW_PATH = f"database/creds/{DB_SLOW_ROLE}"
+DB_SLOW_PATH = f"{DB_MOUNT}/creds/{DB_SLOW_ROLE}"
 
 POLICY = """
 path "secret/data/*" { capabilities = ["create", "update", "read"] }
 path "secret/metadata/*" { capabilities = ["read"] }
 path "sys/internal/ui/mounts/*" { capabilities = ["read"] }
-path "database/creds/*" { capabilities = ["read"] }
+path "mongodb/creds/*" { capabilities = ["read"] }
 path "sys/leases/renew" { capabilities = ["update"] }
 path "sys/leases/revoke" { capabilities = ["update"] }
 """
@@ -83,11 +86,11 @@ class World:
 
     def seed_database(self) -> None:
         _status, mounts = self.bao.request("GET", "sys/mounts")
-        if "database/" not in (mounts.get("data") or mounts):
-            self.bao.api("POST", "sys/mounts/database", {"type": "database"})
+        if f"{DB_MOUNT}/" not in (mounts.get("data") or mounts):
+            self.bao.api("POST", f"sys/mounts/{DB_MOUNT}", {"type": "database"})
         self.bao.api(
             "POST",
-            "database/config/pg",
+            f"{DB_MOUNT}/config/pg",
             {
                 "plugin_name": "postgresql-database-plugin",
                 "connection_url": self.pg.connection_url() + "?sslmode=disable",
@@ -103,7 +106,7 @@ class World:
         ):
             self.bao.api(
                 "POST",
-                f"database/roles/{role}",
+                f"{DB_MOUNT}/roles/{role}",
                 {
                     "db_name": "pg",
                     "creation_statements": [
@@ -126,7 +129,7 @@ class World:
         server.request("DELETE", f"secret/metadata/{path}")
 
     def leases(self, prefix: str) -> list[str]:
-        """Lease ids under `prefix` (e.g. database/creds/somedb/), as Vault lists them."""
+        """Lease ids under `prefix` (e.g. mongodb/creds/somedb/), as Vault lists them."""
         status, answer = self.bao.request("LIST", f"sys/leases/lookup/{prefix.rstrip('/')}/")
         if status != 200:
             return []

@@ -1,7 +1,7 @@
 """Scenario 4 (SCENARIOS.md §4): Vault dynamic secrets -> namespaces, with lease renewal.
 
-examples/secretmirror-from-vault-mongo-to-ns.yaml with only `addr` (the local OpenBao) and
-`path` (a PostgreSQL role of the database engine instead of MongoDB) changed. The copies
+examples/secretmirror-from-vault-mongo-to-ns.yaml with only `addr` changed (the local OpenBao,
+whose database engine is mounted at `mongodb/` with PostgreSQL behind it). The copies
 `default/mongo-creds` log in to PostgreSQL; the lease is renewed on each poll (same username,
 `VaultLeaseRenewed`, the expiry in status moving); new credentials arrive before max_ttl; a
 namespace added to the patterns gets the current credentials at once; deleting the mirror
@@ -13,6 +13,7 @@ killed and restarted lose nothing.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 
@@ -20,6 +21,7 @@ import pytest
 
 from tests.e2e.conftest import E2E, eventually
 from tests.e2e.vault.conftest import (
+    DB_DEFAULT_TTL,
     DB_MAX_TTL,
     DB_PATH,
     DB_SLOW_PATH,
@@ -29,6 +31,7 @@ from tests.e2e.vault.conftest import (
     event_count,
     events,
     example_with,
+    reasons,
     state_of,
     wait_status,
 )
@@ -59,7 +62,8 @@ def patch_namespaces(e2e: E2E, patterns: list[str]) -> None:
 
 def test_dynamic_credentials_renewed_rotated_and_revoked(e2e: E2E, ve: VaultE2E) -> None:
     bao = ve.world.bao
-    manifest = example_with("secretmirror-from-vault-mongo-to-ns.yaml", addr=bao.addr, path=DB_PATH)
+    manifest = example_with("secretmirror-from-vault-mongo-to-ns.yaml", addr=bao.addr)
+    assert manifest["spec"]["source"]["vault"]["path"] == DB_PATH  # the example's own path
     apply_mirror(e2e, manifest, poll=POLL)
 
     first = eventually(lambda: creds(e2e), 30, "default/mongo-creds")
@@ -97,8 +101,10 @@ def test_dynamic_credentials_renewed_rotated_and_revoked(e2e: E2E, ve: VaultE2E)
     ve.remember(second["password"])
     state, _ = state_of(e2e.cluster, MIRROR)
     ve.remember(state["source"]["leaseId"])
-    rotated = when(state["source"]["leaseIssuedAt"])
-    assert (rotated - when(issued)).total_seconds() < DB_MAX_TTL
+    rotated = (when(state["source"]["leaseIssuedAt"]) - when(issued)).total_seconds()
+    # Not early: renewals carry the first credentials until a renewed lease would end before
+    # the next renewal point (2/3 of default_ttl before max_ttl); not late: before max_ttl.
+    assert DB_MAX_TTL - DB_DEFAULT_TTL <= rotated < DB_MAX_TTL, rotated
     assert state["source"]["dataVersion"] == 2
     assert ve.world.can_login(second["username"], second["password"])
     assert event_count(e2e.cluster, MIRROR, "VaultNewCredentials") == 2
@@ -114,8 +120,10 @@ def test_dynamic_credentials_renewed_rotated_and_revoked(e2e: E2E, ve: VaultE2E)
     assert ve.world.leases(DB_PATH).count(lease2) == 1
 
     text = describe(e2e.cluster, MIRROR)
+    seen = reasons(e2e.cluster, MIRROR)
     for reason in ("VaultNewCredentials", "VaultLeaseRenewed", "Active"):
-        assert reason in text, text
+        assert reason in seen, seen
+        assert re.search(rf"Normal\s+{reason}\s", text), text
     found = events(e2e.cluster, MIRROR)
     ve.assert_no_values_leaked(json.dumps(e2e.status(MIRROR)), json.dumps(found), text)
 

@@ -46,6 +46,14 @@ def test_vault_to_vault(e2e: E2E, ve: VaultE2E) -> None:
     # Nothing written to vault1 by the destination side, nothing in the cluster.
     assert ve.world.kv_get(vault1, KV) == first
     assert e2e.cluster.get("secret", "mysecret", "default") is None
+    uid = e2e.mirror(MIRROR)["metadata"]["uid"]
+    made = [
+        f"{m['namespace']}/{m['name']}"
+        for m in (s["metadata"] for s in e2e.cluster.json("get", "secrets", "-A")["items"])
+        if (m.get("labels") or {}).get("controller-uid") == uid
+        or (m.get("annotations") or {}).get("mirrors.kts.studio/mirror") == MIRROR
+    ]
+    assert made == []  # no copy anywhere; only the sidecar's state Secret
 
     second = {"username": "admin123", "password": random_text("pw2")}
     ve.remember(second["password"])
