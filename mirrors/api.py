@@ -117,7 +117,9 @@ def decode_spec(raw: bytes) -> MirrorSpec:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         # msgspec paths read `$.source.type`; users know the field as `spec.source.type`.
-        raise SpecError(str(exc).replace("`$", "`spec")) from None
+        message = str(exc).replace("`$", "`spec")
+        # msgspec names no path for the top level (`spec: null`); the user still needs one.
+        raise SpecError(message if " - at `" in message else f"{message} - at `spec`") from None
     except msgspec.DecodeError as exc:
         raise SpecError(f"spec is not valid JSON: {exc}") from None
 

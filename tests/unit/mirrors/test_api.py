@@ -102,3 +102,9 @@ def test_poll_period_has_a_floor() -> None:
 def test_invalid_json_is_a_spec_error() -> None:
     with pytest.raises(api.SpecError, match="spec is not valid JSON"):
         api.decode_spec(b"{")
+
+
+@pytest.mark.parametrize("raw", [b"null", b"[]"])
+def test_a_spec_that_is_not_an_object_names_the_field(raw: bytes) -> None:
+    with pytest.raises(api.SpecError, match=r"^Expected `object`, got `\w+` - at `spec`$"):
+        api.decode_spec(raw)
