@@ -157,7 +157,10 @@ def to_vault(
         outcome = _waiting(f"write {location(vault)}")
     else:
         outcome = Outcome("Active", "Synced", f"written to {location(vault)}")
-    return replace(outcome, details=details), kept
+    # Copies left from a spec whose destination was namespaces go once the data is in Vault;
+    # until then (and on any error) they stay, as every error path keeps them.
+    children = [] if outcome.phase == "Active" else kept
+    return replace(outcome, details=details), children
 
 
 def lease_released(spec: api.MirrorSpec, pub: Published) -> bool:

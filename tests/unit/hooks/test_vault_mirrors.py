@@ -238,6 +238,25 @@ class TestSecretToVault:
             "secretVersion": 2,
         }
 
+    def test_copies_of_a_former_namespaces_destination_go_once_written(
+        self, hooks: Hooks, reverse: Obj, source: Obj
+    ) -> None:
+        # destination.type changed from namespaces to vault: the old copies are children.
+        copies = [secret(ns, "mysecret", CREDS, owner=reverse) for ns in ("a", "b")]
+        digest = content_hash({k: v.encode() for k, v in CREDS.items()})
+
+        waiting = hooks.sync(
+            sync_request(reverse, children=copies, secrets=[source, self.written(reverse, "x")])
+        )
+        done = hooks.sync(
+            sync_request(reverse, children=copies, secrets=[source, self.written(reverse, digest)])
+        )
+
+        assert waiting["status"]["mirrorStatus"] == "Pending"
+        assert [c["metadata"]["namespace"] for c in waiting["children"]] == ["a", "b"]
+        assert done["status"]["mirrorStatus"] == "Active"
+        assert done["children"] == []
+
     def test_changed_source_waits_for_the_write(
         self, hooks: Hooks, reverse: Obj, source: Obj
     ) -> None:
