@@ -49,6 +49,10 @@ def _ready(outcome: Outcome) -> dict[str, str]:
 
 def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in status.items() if k not in _VOLATILE}
+    if isinstance(source := out.get("source"), Mapping):
+        # A label edit moves the source's resourceVersion; a data change shows as pending
+        # copies anyway, so only that counts as a sync.
+        out["source"] = {k: v for k, v in source.items() if k != "resourceVersion"}
     out["conditions"] = [
         {k: v for k, v in c.items() if k != "lastTransitionTime"}
         for c in status.get("conditions") or ()

@@ -424,6 +424,27 @@ def test_last_sync_time_moves_when_the_copies_change(
     assert second["status"]["conditions"][0]["lastTransitionTime"] == NOW
 
 
+def test_a_label_edit_on_the_source_is_not_a_sync(
+    hooks: Hooks, clock: list[str], mirror: Obj, source: Obj
+) -> None:
+    copies = [owned_copy(mirror, ns, source) for ns in ("project-a-main", "project-b-main")]
+    cluster = namespaces(*CLUSTER)
+    first = hooks.sync(
+        sync_request(mirror, children=copies, namespaces=cluster, secrets=[source, *copies])
+    )
+    clock[0] = "2026-12-03T12:03:00Z"
+    mirror["status"] = first["status"]
+    source["metadata"]["labels"]["team"] = "a"
+    source["metadata"]["resourceVersion"] = "999"
+
+    second = hooks.sync(
+        sync_request(mirror, children=copies, namespaces=cluster, secrets=[source, *copies])
+    )
+
+    assert second["status"]["source"]["resourceVersion"] == "999"
+    assert second["status"]["lastSyncTime"] == first["status"]["lastSyncTime"]
+
+
 def test_resync_after_is_the_poll_period(hooks: Hooks, mirror: Obj, source: Obj) -> None:
     mirror["spec"]["pollPeriodSeconds"] = 42
 
