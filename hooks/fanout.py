@@ -162,6 +162,10 @@ def plan(
             out.children.append(copy.into(ns))
             continue
         out.pending.append(ns)
+        if mine is not None and mine.type != payload.type:
+            # A Secret's type is immutable, so the update would fail forever: leave the copy
+            # out once (Metacontroller deletes it) and the next sync creates it anew.
+            continue
         strays = _stray_keys(mine, payload) if mine is not None else {}
         tidy = Copy.of(mirror, name, _with(payload, strays)) if strays else copy
         out.children.append(tidy.into(ns))

@@ -124,6 +124,32 @@ def test_source_change_reaches_every_copy(e2e: E2E) -> None:
         wait_copy(e2e, ns, changed, timeout=PROMPTLY)
 
 
+def test_source_recreated_with_another_type_reaches_every_copy(e2e: E2E) -> None:
+    """A Secret's type is immutable: the copies are replaced, not stuck pending."""
+    namespaces = ("project-a-retype", "project-b-retype")
+    active_with(e2e, *namespaces)
+    e2e.kubectl("delete", "secret", "mysecret", "-n", "default")
+    e2e.kubectl(
+        "create", "secret", "generic", "mysecret", "-n", "default",
+        "--type=kubernetes.io/basic-auth", "--from-literal=username=hellothere",
+        "--from-literal=password=basic",
+    )  # fmt: skip
+    basic = {"username": "hellothere", "password": "basic"}
+
+    def retyped(ns: str) -> bool:
+        copy = e2e.cluster.get("secret", "mysecret", ns)
+        return copy is not None and copy["type"] == "kubernetes.io/basic-auth"
+
+    for ns in namespaces:
+        eventually(lambda ns=ns: retyped(ns), CONVERGE, f"{ns} retyped")  # type: ignore[misc]
+        wait_copy(e2e, ns, basic)
+    eventually(
+        lambda: phase(e2e, "Active").get("syncedNamespaces") == sorted(namespaces),
+        CONVERGE,
+        "both copies synced",
+    )
+
+
 def test_edited_copy_is_restored_and_deleted_copy_recreated(e2e: E2E) -> None:
     active_with(e2e, "project-a-edit", "project-b-edit")
     tampered = {"data": {"password": base64.b64encode(b"tampered").decode()}}

@@ -252,6 +252,27 @@ def test_changed_source_data_reaches_every_copy(hooks: Hooks, mirror: Obj, sourc
     assert response["status"]["pendingNamespaces"] == ["project-a-main", "project-b-main"]
 
 
+def test_a_copy_of_another_type_is_replaced_not_updated(
+    hooks: Hooks, mirror: Obj, source: Obj
+) -> None:
+    # The source was re-created with another type; a Secret's type cannot be updated.
+    copies = [owned_copy(mirror, ns, source) for ns in ("project-a-main", "project-b-main")]
+    tls = secret("default", "mysecret", {"tls.crt": "c", "tls.key": "k"}, type="kubernetes.io/tls")
+
+    response = hooks.sync(
+        sync_request(
+            mirror, children=copies, namespaces=namespaces(*CLUSTER), secrets=[tls, *copies]
+        )
+    )
+
+    assert response["children"] == []  # deleted now, created with the new type next sync
+    assert response["status"]["pendingNamespaces"] == ["project-a-main", "project-b-main"]
+
+    again = hooks.sync(sync_request(mirror, namespaces=namespaces(*CLUSTER), secrets=[tls]))
+
+    assert [c["type"] for c in again["children"]] == ["kubernetes.io/tls"] * 2
+
+
 def test_source_deleted_keeps_existing_copies(hooks: Hooks, mirror: Obj, source: Obj) -> None:
     copies = [owned_copy(mirror, ns, source) for ns in ("project-a-main", "project-b-main")]
 
