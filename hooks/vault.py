@@ -44,11 +44,6 @@ def published(request: SyncRequest, controller_namespace: str) -> Published:
         return Published(None, secret.data, damaged=f"state Secret {key} is unreadable: {exc}")
 
 
-def _moved(recorded: str, vault: api.VaultSpec) -> bool:
-    """Whether the spec's path changed since the sidecar read or wrote `recorded`."""
-    return recorded.strip("/") != vault.path.strip("/")
-
-
 def location(vault: api.VaultSpec) -> str:
     return f"{vault.addr.rstrip('/')}/{vault.path.lstrip('/')}"
 
@@ -96,7 +91,11 @@ def to_namespaces(
     assert vault is not None  # checked by api.check_spec
     mirror = request.parent.metadata
     current = pub.state
-    if current is not None and current.source is not None and _moved(current.source.path, vault):
+    if (
+        current is not None
+        and current.source is not None
+        and not state.same_place(current.source.path, current.source.addr, vault)
+    ):
         # The data is of the path before the spec changed: copies of it must not reach new
         # namespaces, nor status claim the new path, until the sidecar has read it.
         current = msgspec.structs.replace(current, source=None)
@@ -141,14 +140,16 @@ def to_vault(
         return _waiting(f"write {location(vault)}"), kept
     source_vault = spec.source.vault
     if spec.source.type == "vault" and source_vault is not None:
-        if current.source is not None and _moved(current.source.path, source_vault):
+        if current.source is not None and not state.same_place(
+            current.source.path, current.source.addr, source_vault
+        ):
             # read before the path changed: not what the destination should hold now
             current = msgspec.structs.replace(current, source=None)
         if current.source is None:
             return (_failed(current.error) if current.error else _waiting("read the source")), kept
         wanted = current.source.contentHash
     written = current.destination
-    if written is not None and _moved(written.path, vault):
+    if written is not None and not state.same_place(written.path, written.addr, vault):
         written = None  # written before the path changed: the new path is not written yet
     details = {"destination": destination_status(vault, written)} if written else {}
     if current.error is not None:

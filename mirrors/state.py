@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from mirrors.api import GROUP
+from mirrors.api import GROUP, VaultSpec
 
 STATE_ANNOTATION = f"{GROUP}/state"
 STATE_OF_LABEL = f"{GROUP}/state-of"
@@ -37,6 +37,7 @@ class SourceState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     """What was last read from a Vault source."""
 
     path: str
+    addr: str = ""  # the Vault it was read from ("" in states written before it was recorded)
     readAt: str
     contentHash: str
     dataVersion: int = 1  # bumped each time the data changes; shown in status
@@ -54,6 +55,7 @@ class DestinationState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     """What was last written to a Vault destination."""
 
     path: str
+    addr: str = ""  # the Vault it was written to ("" in states written before it was recorded)
     writtenAt: str
     contentHash: str
     secretVersion: int | None = None
@@ -66,6 +68,13 @@ class MirrorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     error: ErrorState | None = None
     revoked: bool = False  # the lease was revoked (deletePolicy delete) or nothing to revoke
     finalized: bool = False  # the sidecar finished its part of the mirror's deletion
+
+
+def same_place(path: str, addr: str, vault: VaultSpec) -> bool:
+    """Whether a recorded read or write was of the Vault path the spec names now."""
+    if path.strip("/") != vault.path.strip("/"):
+        return False
+    return not addr or addr.rstrip("/") == vault.addr.rstrip("/")
 
 
 def content_hash(data: Mapping[str, bytes]) -> str:

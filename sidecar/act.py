@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from mirrors import api
-from mirrors.state import DestinationState, ErrorState, MirrorState, SourceState
+from mirrors.state import DestinationState, ErrorState, MirrorState, SourceState, same_place
 from sidecar import credentials, plan
 from sidecar.plan import EventSpec, InputError
 from sidecar.port import SecretReader, VaultPort
@@ -106,7 +106,9 @@ class Executor:
         now: datetime,
     ) -> SourceState:
         conn, creds = self._resolve(vault, spec, "spec.source.vault")
-        previous = source if source is not None and source.path == vault.path else None
+        previous = (
+            source if source is not None and same_place(source.path, source.addr, vault) else None
+        )
         read, new = self.vault.read_source(
             conn,
             creds,
@@ -133,7 +135,8 @@ class Executor:
             result.vault_next = self.vault.next_action_at(
                 new, poll_period=float(spec.pollPeriodSeconds)
             )
-        return new
+        # Recorded so that the hooks and the next poll can tell a read of another Vault.
+        return new if new.addr == vault.addr else msgspec.structs.replace(new, addr=vault.addr)
 
     def _write_destination(
         self,
@@ -146,7 +149,11 @@ class Executor:
         now: datetime,
     ) -> DestinationState:
         conn, creds = self._resolve(vault, spec, "spec.destination.vault")
-        before = destination if destination is not None and destination.path == vault.path else None
+        before = (
+            destination
+            if destination is not None and same_place(destination.path, destination.addr, vault)
+            else None
+        )
         new = self.vault.write_destination(conn, creds, vault.path, payload, before, now=now)
         if before is None or (new.contentHash, new.writtenAt) != (
             before.contentHash,
@@ -156,7 +163,7 @@ class Executor:
             result.events.append(
                 EventSpec("Normal", "VaultWritten", f"wrote {len(payload)} key(s) to {vault.path}")
             )
-        return new
+        return new if new.addr == vault.addr else msgspec.structs.replace(new, addr=vault.addr)
 
     def _sync(
         self,

@@ -302,6 +302,32 @@ def test_vault_to_vault_is_active_once_the_read_is_written(hooks: Hooks) -> None
     )
 
 
+def test_data_read_from_another_vault_is_not_fanned_out(hooks: Hooks, mirror: Obj) -> None:
+    # Only spec.source.vault.addr changed; the state records the old server.
+    mirror["spec"]["source"]["vault"]["addr"] = "https://vault2.example.com"
+    published = state_secret(
+        mirror,
+        MirrorState(generation=1, source=read(addr="https://vault.example.com")),
+        CREDS,
+    )
+
+    response = hooks.sync(sync_request(mirror, namespaces=PROJECT_C, secrets=[published]))
+
+    assert response["children"] == []
+    assert response["status"]["message"] == (
+        "waiting for the sidecar to read https://vault2.example.com/secret/data/myvaultsecret"
+    )
+
+
+def test_state_without_a_recorded_addr_is_served(hooks: Hooks, mirror: Obj) -> None:
+    # States written before the addr was recorded.
+    published = state_secret(mirror, MirrorState(generation=1, source=read()), CREDS)
+
+    response = hooks.sync(sync_request(mirror, namespaces=PROJECT_C, secrets=[published]))
+
+    assert response["status"]["mirrorStatus"] == "Active"
+
+
 def test_a_failed_read_of_a_changed_path_is_an_error_that_keeps_copies(
     hooks: Hooks, mirror: Obj
 ) -> None:

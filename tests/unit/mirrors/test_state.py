@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from mirrors.state import MirrorState, SourceState, content_hash, decode, encode
+import pytest
+
+from mirrors.api import VaultSpec
+from mirrors.state import MirrorState, SourceState, content_hash, decode, encode, same_place
 
 
 def test_content_hash_is_order_independent_and_unambiguous() -> None:
@@ -20,3 +23,19 @@ def test_state_round_trips_and_omits_defaults() -> None:
 
     assert decode(text) == state
     assert "leaseId" not in text
+
+
+@pytest.mark.parametrize(
+    ("path", "addr", "expected"),
+    [
+        ("/secret/data/x", "https://v:8200", True),
+        ("secret/data/x/", "https://v:8200/", True),
+        ("secret/data/x", "", True),  # recorded before the addr was: trusted
+        ("secret/data/y", "https://v:8200", False),
+        ("secret/data/x", "https://w:8200", False),
+    ],
+)
+def test_same_place_compares_path_and_addr(path: str, addr: str, expected: bool) -> None:
+    vault = VaultSpec(addr="https://v:8200", path="secret/data/x")
+
+    assert same_place(path, addr, vault) is expected

@@ -131,6 +131,27 @@ def test_dynamic_lease_new_credentials_then_renewal_keeps_the_user() -> None:
     assert renewed.state.source.renewedAt == fmt(T0 + timedelta(seconds=41))
 
 
+def test_a_lease_of_another_vault_is_not_renewed_there() -> None:
+    # spec.source.vault.addr moved to another server with the same path: the lease recorded
+    # is the old server's, so new credentials are read from the new one.
+    h = Harness(vault_source("database/creds/app", pollPeriodSeconds=3600))
+    h.vault.dynamic["database/creds/app"] = 60
+    h.run(T0)
+    assert h.state is not None
+    assert h.state.source is not None
+    assert h.state.source.addr == "http://v:8200"
+    first_lease = h.state.source.leaseId
+    h.spec["source"]["vault"]["addr"] = "http://other:8200"  # type: ignore[index]
+
+    moved = h.run(T0 + timedelta(seconds=41), generation=2)
+
+    assert moved.done == ["read", "new_credentials"]
+    assert moved.state is not None
+    assert moved.state.source is not None
+    assert moved.state.source.leaseId != first_lease
+    assert moved.state.source.addr == "http://other:8200"
+
+
 def test_secret_to_vault_writes_only_when_the_source_changed() -> None:
     secrets = approle_secrets("certs")  # secretRef.namespace defaults to the source namespace
     secrets.secrets[("certs", "tls")] = {"tls.crt": b"cert", "tls.key": b"key"}
