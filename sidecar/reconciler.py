@@ -133,7 +133,10 @@ class Reconciler:
         with self._lock:
             self.mirrors[mirror.name] = mirror
             previous_reason = self._reasons.get(mirror.name)
-            self._reasons[mirror.name] = mirror.ready_reason
+            if mirror.ready_reason != "Progressing" or previous_reason is None:
+                # Progressing (copies written, not yet observed) is a step on the way: a new
+                # namespace makes a Synced mirror pass through it, which is no news.
+                self._reasons[mirror.name] = mirror.ready_reason
         metrics.mirrors.set(len(self.mirrors))
         if not self.leading():
             return

@@ -432,3 +432,15 @@ def test_the_dispatcher_threads_act_on_their_own() -> None:
     thread.join(5)
     assert w.state("app") is not None
     assert not thread.is_alive()
+
+
+def test_copies_in_flight_between_two_synced_states_are_no_news() -> None:
+    # New namespaces make the mirror Progressing (copies written, not yet observed) and then
+    # Synced again: one Active for the mirror becoming synced, not one per new namespace.
+    w = World()
+    plain = {"destination": {"namespaces": ["a"]}}
+    w.start()
+    for reason in ("", "SourceNotFound", "Progressing", "Synced", "Progressing", "Synced"):
+        w.r.observe(mirror_obj("m", plain, ready=(reason, "m")))
+    counts = {e["reason"]: e.get("count", 1) for e in w.kube.events()}
+    assert counts == {"NoSecret": 1, "Active": 1}
