@@ -1,6 +1,6 @@
 """Hook benchmark: Metacontroller-shaped sync requests, raw bytes in to response bytes out.
 
-    python -m bench.hooks [--sizes 100,1000,10000] [--runs N]
+    python -m bench.hooks [--sizes 100,1000,10000] [--runs N] [--keep-memory-mib 256]
 
 Each request is what Metacontroller sends for scenario 6 at that size: every Namespace (with
 managedFields), every copy as an observed child *and* as a related same-name Secret (the
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hooks import protocol, reconcile
+from hooks.__main__ import DEFAULT_KEEP_MEMORY_MIB, MIB
+from hooks.memory import keep_freed_memory
 
 NOW = "2026-12-03T12:00:00Z"
 UID = "5b1f0c7e-2f6c-4c55-9c1c-3d2c1c1e9a01"
@@ -209,7 +211,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--runs", type=int, default=0, help="default: 200/50/15 by size")
+    parser.add_argument(
+        "--keep-memory-mib",
+        type=int,
+        default=DEFAULT_KEEP_MEMORY_MIB,
+        help="as `python -m hooks --keep-memory-mib` (0: glibc's default)",
+    )
     args = parser.parse_args()
+    kept = keep_freed_memory(args.keep_memory_mib * MIB)
+    print(f"freed memory kept: {args.keep_memory_mib if kept else 0} MiB (as python -m hooks)")
     print(
         f"{'shape':>9} {'namespaces':>10} {'MB':>6} {'impl':>6} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'MB/s':>7} {'speedup':>7}"

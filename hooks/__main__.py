@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Sequence
 
 import uvicorn
 
 from hooks.app import create_app
+from hooks.memory import keep_freed_memory
 from mirrors import logs
+
+log = logging.getLogger("mirrors.hooks")
+MIB = 1024 * 1024
+DEFAULT_KEEP_MEMORY_MIB = 256
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -23,12 +29,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=env("MIRRORS_NAMESPACE", "mirrors"),
         help="namespace of the sidecar's state Secrets (env MIRRORS_NAMESPACE)",
     )
+    parser.add_argument(
+        "--keep-memory-mib",
+        type=int,
+        default=int(env("MIRRORS_HOOKS_KEEP_MEMORY_MIB", str(DEFAULT_KEEP_MEMORY_MIB))),
+        help="keep up to this much freed memory for the next large sync instead of returning "
+        "it to the kernel; 0: return it (env MIRRORS_HOOKS_KEEP_MEMORY_MIB)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logs.setup(args.log_level)
+    kept = keep_freed_memory(args.keep_memory_mib * MIB)
+    log.info(
+        "freed memory kept for the next large sync" if kept else "freed memory returned at once",
+        extra={"keep_memory_mib": args.keep_memory_mib if kept else 0},
+    )
     app = create_app(args.controller_namespace)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
 

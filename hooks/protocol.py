@@ -70,8 +70,14 @@ class NamespaceMeta(msgspec.Struct, frozen=True, gc=False):
     """Only what fan-out reads: a request carries thousands of Namespaces."""
 
     name: str = ""
-    labels: dict[str, str] = {}
+    # Raw: only a namespaceSelector reads them; building a dict per Namespace costs ~5 % of a
+    # 10,000-namespace sync for mirrors that select by name.
+    raw_labels: msgspec.Raw = msgspec.field(name="labels", default=EMPTY_DATA)
     deletionTimestamp: str | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return msgspec.json.decode(self.raw_labels, type=dict[str, str])
 
 
 class Namespace(msgspec.Struct, frozen=True, gc=False):
