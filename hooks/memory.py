@@ -26,12 +26,11 @@ def keep_freed_memory(limit: int) -> bool:
     """
     if limit <= 0:
         return False
-    name = ctypes.util.find_library("c")
+    # find_library needs ldconfig, which a minimal image may lack; glibc's soname is fixed.
+    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):
-        return False
-    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
