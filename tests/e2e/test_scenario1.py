@@ -256,6 +256,45 @@ def test_exclusions_and_namespace_selector(e2e: E2E) -> None:
     assert copies()["project-a-web"]
 
 
+def test_a_selector_the_api_server_rejects_is_an_error_that_keeps_the_copies(e2e: E2E) -> None:
+    """`In` without values passes the CRD's schema, but no list call accepts it: the mirror
+    must say so in its status (not stall before sync), and its copies stay."""
+    active_with(e2e, "project-a-badsel")
+    bad = {"matchExpressions": [{"key": "team", "operator": "In"}]}
+    patch = {"spec": {"destination": {"namespaceSelector": bad}}}
+    e2e.kubectl("patch", "secretmirror", MIRROR, "--type=merge", "-p", json.dumps(patch))
+    status = eventually(lambda: phase(e2e, "Error"), CONVERGE, "mirror Error")
+    assert status["message"] == (
+        "spec.destination.namespaceSelector.matchExpressions[0]: In needs values"
+    )
+    assert e2e.copy_data("project-a-badsel", "mysecret") == SOURCE
+
+
+def test_moving_the_source_onto_a_copy_keeps_it(e2e: E2E) -> None:
+    """source.namespace changed to a namespace holding this mirror's copy: that copy is the
+    source now and must not be deleted; the other copies follow it."""
+    active_with(e2e, "project-a-move", "project-b-move")
+    before = e2e.cluster.get("secret", "mysecret", "project-a-move")
+    assert before is not None
+    patch = {"spec": {"source": {"namespace": "project-a-move"}}}
+    e2e.kubectl("patch", "secretmirror", MIRROR, "--type=merge", "-p", json.dumps(patch))
+    eventually(
+        lambda: phase(e2e, "Active").get("source", {}).get("namespace") == "project-a-move",
+        CONVERGE,
+        "status names the new source",
+    )
+    time.sleep(2)  # a deletion by Metacontroller would have happened by now
+    after = e2e.cluster.get("secret", "mysecret", "project-a-move")
+    assert after is not None
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    changed = {"stringData": {"password": "from-the-new-source"}}
+    e2e.kubectl(
+        "patch", "secret", "mysecret", "-n", "project-a-move", "--type=merge",
+        "-p", json.dumps(changed),
+    )  # fmt: skip
+    wait_copy(e2e, "project-b-move", {**SOURCE, "password": "from-the-new-source"})
+
+
 def test_deleting_the_mirror_removes_the_copies(e2e: E2E) -> None:
     namespaces = ("project-a-del", "project-b-del")
     active_with(e2e, *namespaces)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import threading
 import time
 import urllib.error
@@ -70,6 +71,38 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
         if not ok:
             return False
     return True
+
+
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _check_label(text: str, *, key: bool) -> None:
+    prefix, slash, name = text.rpartition("/")
+    bad = len(name) > 63 or not _LABEL_NAME.fullmatch(name) or (key and not name)
+    if key and slash:
+        bad = bad or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)
+    if bad or (not key and slash):
+        raise SyncError(f"invalid label {'key' if key else 'value'} {text!r}")
+
+
+def check_selector(selector: Mapping[str, Any]) -> None:
+    """What metav1.LabelSelectorAsSelector rejects: Metacontroller fails the sync there,
+    before calling the sync hook."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        _check_label(key, key=True)
+        _check_label(value, key=False)
+    for expr in selector.get("matchExpressions") or []:
+        op, values = expr.get("operator"), expr.get("values") or []
+        _check_label(expr.get("key", ""), key=True)
+        if op in ("In", "NotIn") and not values:
+            raise SyncError(f"for 'in', 'notin' operators, values set can't be empty: {expr}")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise SyncError(f"values set must be empty for exists and does not exist: {expr}")
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise SyncError(f"{op!r} is not a valid label selector operator")
+        for value in values:
+            _check_label(value, key=False)
 
 
 def with_hooks_url(controller: Obj, base_url: str) -> Obj:
@@ -404,6 +437,7 @@ class CompositeDriver:
                 raise SyncError(
                     f"related rule cannot have both labelSelector and namespace/names: {rule}"
                 )
+            check_selector(rule.get("labelSelector") or {})
         with self._lock:
             self.customized[meta["uid"]] = (meta.get("generation", 0), rules)
         return rules
