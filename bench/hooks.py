@@ -23,8 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hooks import protocol, reconcile
-from hooks.__main__ import DEFAULT_KEEP_MEMORY_MIB, MIB
-from hooks.memory import keep_freed_memory
+from hooks.memory import DEFAULT_KEEP_MEMORY_MIB, MIB, keep_freed_memory
 
 NOW = "2026-12-03T12:00:00Z"
 UID = "5b1f0c7e-2f6c-4c55-9c1c-3d2c1c1e9a01"

@@ -10,12 +10,10 @@ from collections.abc import Sequence
 import uvicorn
 
 from hooks.app import create_app
-from hooks.memory import keep_freed_memory
+from hooks.memory import DEFAULT_KEEP_MEMORY_MIB, MIB, keep_freed_memory
 from mirrors import logs
 
 log = logging.getLogger("mirrors.hooks")
-MIB = 1024 * 1024
-DEFAULT_KEEP_MEMORY_MIB = 256
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

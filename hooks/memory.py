@@ -15,6 +15,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+MIB = 1024 * 1024
+DEFAULT_KEEP_MEMORY_MIB = 256  # holds a 10,000-namespace sync's answer (56 MB) and request
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 

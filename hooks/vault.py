@@ -44,6 +44,15 @@ def published(request: SyncRequest, controller_namespace: str) -> Published:
         return Published(None, secret.data, damaged=f"state Secret {key} is unreadable: {exc}")
 
 
+def _read_of(current: state.MirrorState, vault: api.VaultSpec) -> state.MirrorState:
+    """`current` without a read of a path or server the spec no longer names: that data must
+    not reach new namespaces or the destination, nor status claim the new place, until the
+    sidecar has read it."""
+    if current.source is None or state.same_place(current.source, vault):
+        return current
+    return msgspec.structs.replace(current, source=None)
+
+
 def location(vault: api.VaultSpec) -> str:
     return f"{vault.addr.rstrip('/')}/{vault.path.lstrip('/')}"
 
@@ -90,15 +99,7 @@ def to_namespaces(
     vault = spec.source.vault
     assert vault is not None  # checked by api.check_spec
     mirror = request.parent.metadata
-    current = pub.state
-    if (
-        current is not None
-        and current.source is not None
-        and not state.same_place(current.source.path, current.source.addr, vault)
-    ):
-        # The data is of the path before the spec changed: copies of it must not reach new
-        # namespaces, nor status claim the new path, until the sidecar has read it.
-        current = msgspec.structs.replace(current, source=None)
+    current = None if pub.state is None else _read_of(pub.state, vault)
     if current is None or current.source is None:
         if pub.damaged:
             outcome = Outcome("Error", "StateUnreadable", pub.damaged)
@@ -138,18 +139,13 @@ def to_vault(
         return Outcome("Error", "StateUnreadable", pub.damaged), kept
     if current is None:
         return _waiting(f"write {location(vault)}"), kept
-    source_vault = spec.source.vault
-    if spec.source.type == "vault" and source_vault is not None:
-        if current.source is not None and not state.same_place(
-            current.source.path, current.source.addr, source_vault
-        ):
-            # read before the path changed: not what the destination should hold now
-            current = msgspec.structs.replace(current, source=None)
+    if spec.source.type == "vault" and spec.source.vault is not None:
+        current = _read_of(current, spec.source.vault)
         if current.source is None:
             return (_failed(current.error) if current.error else _waiting("read the source")), kept
         wanted = current.source.contentHash
     written = current.destination
-    if written is not None and not state.same_place(written.path, written.addr, vault):
+    if written is not None and not state.same_place(written, vault):
         written = None  # written before the path changed: the new path is not written yet
     details = {"destination": destination_status(vault, written)} if written else {}
     if current.error is not None:

@@ -70,11 +70,11 @@ class MirrorState(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     finalized: bool = False  # the sidecar finished its part of the mirror's deletion
 
 
-def same_place(path: str, addr: str, vault: VaultSpec) -> bool:
+def same_place(recorded: SourceState | DestinationState, vault: VaultSpec) -> bool:
     """Whether a recorded read or write was of the Vault path the spec names now."""
-    if path.strip("/") != vault.path.strip("/"):
+    if recorded.path.strip("/") != vault.path.strip("/"):
         return False
-    return not addr or addr.rstrip("/") == vault.addr.rstrip("/")
+    return not recorded.addr or recorded.addr.rstrip("/") == vault.addr.rstrip("/")
 
 
 def content_hash(data: Mapping[str, bytes]) -> str:

@@ -106,9 +106,7 @@ class Executor:
         now: datetime,
     ) -> SourceState:
         conn, creds = self._resolve(vault, spec, "spec.source.vault")
-        previous = (
-            source if source is not None and same_place(source.path, source.addr, vault) else None
-        )
+        previous = source if source is not None and same_place(source, vault) else None
         read, new = self.vault.read_source(
             conn,
             creds,
@@ -149,11 +147,7 @@ class Executor:
         now: datetime,
     ) -> DestinationState:
         conn, creds = self._resolve(vault, spec, "spec.destination.vault")
-        before = (
-            destination
-            if destination is not None and same_place(destination.path, destination.addr, vault)
-            else None
-        )
+        before = destination if destination is not None and same_place(destination, vault) else None
         new = self.vault.write_destination(conn, creds, vault.path, payload, before, now=now)
         if before is None or (new.contentHash, new.writtenAt) != (
             before.contentHash,

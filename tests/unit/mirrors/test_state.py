@@ -38,4 +38,6 @@ def test_state_round_trips_and_omits_defaults() -> None:
 def test_same_place_compares_path_and_addr(path: str, addr: str, expected: bool) -> None:
     vault = VaultSpec(addr="https://v:8200", path="secret/data/x")
 
-    assert same_place(path, addr, vault) is expected
+    recorded = SourceState(path=path, addr=addr, readAt="t", contentHash="sha256:00")
+
+    assert same_place(recorded, vault) is expected
